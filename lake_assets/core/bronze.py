@@ -1,0 +1,337 @@
+"""Bronze ingestion: landing files of some days -> the source's append-only Delta table.
+
+One batch: list -> claim in the ledger -> scan (infer the whole batch) -> evolve the schema ->
+read lines, fit and rescue -> write quarantine and bronze -> mark committed. Files never claimed
+before are appended; files whose earlier claim died, that were overwritten, or that a backfill
+reprocesses have their rows replaced in one MERGE, so a rerun after a crash at any point leaves
+each file's rows exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lake_assets import storage
+from lake_assets.config import LakeConfig, SourceConfig
+from lake_assets.core import tables
+from lake_assets.core.ledger import COMMITTED, FAILED, Entry, Ledger, is_stale, this_owner
+from lake_assets.core.partitions import landing_date
+from lake_assets.core.records import TIMESTAMP_FORMAT
+from lake_assets.core.schema import SchemaDiff, diff, evolve, merge_types, subsumes
+from lake_assets.core.schema_log import SchemaLog
+
+AUDIT_COLUMNS = ("_source_file", "_line", "_ingested_at", "_batch_id", "_landing_date")
+PARTITION_COLUMN = "_landing_date"
+QUARANTINE_SCHEMA = T.StructType([
+    T.StructField("_source_file", T.StringType()), T.StructField("_line", T.LongType()),
+    T.StructField("_raw", T.StringType()), T.StructField("_error", T.StringType()),
+    T.StructField("_batch_id", T.StringType()), T.StructField("_ingested_at", T.TimestampType()),
+    T.StructField("_landing_date", T.StringType()),
+])
+
+
+class IngestError(RuntimeError):
+    """Ingestion stopped; the message says why and what to do."""
+
+
+class NewColumnsError(IngestError):
+    """failOnNewColumns met fields the accepted schema lacks; nothing was written."""
+
+    def __init__(self, source: str, fields: list[str], files: list[str]):
+        self.fields, self.files = fields, files
+        super().__init__(
+            f"source {source!r}: {len(fields)} new field(s) not in the accepted schema "
+            f"(schema_evolution_mode failOnNewColumns): {', '.join(fields)}. Nothing was written for this batch. "
+            f"Run `lake schema accept {source}` to accept them; the same files then load.")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a source's tables and state live under the warehouse."""
+    warehouse: str
+    source: str
+
+    @property
+    def bronze(self) -> str:
+        return storage.join(self.warehouse, "bronze", self.source)
+
+    @property
+    def quarantine(self) -> str:
+        return storage.join(self.warehouse, "bronze", f"{self.source}__quarantine")
+
+    @property
+    def ledger(self) -> str:
+        return storage.join(self.warehouse, "_state", self.source, "ledger")
+
+    @property
+    def schemas(self) -> str:
+        return storage.join(self.warehouse, "_state", self.source, "_schemas")
+
+
+@dataclass
+class BatchResult:
+    source: str
+    days: list[str]
+    batch_id: str
+    files: int = 0
+    bytes: int = 0
+    records: int = 0
+    malformed: int = 0
+    rescued: int = 0
+    ignored_fields: list[str] = field(default_factory=list)  # mode none: new fields left out
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped_busy: int = 0
+    skipped_overwritten: int = 0
+    write_mode: str = "none"
+    table_version: int | None = None
+    schema: T.StructType | None = None
+    schema_version: int | None = None
+    schema_change: SchemaDiff | None = None
+    rejected_fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Planned:
+    file: storage.FileInfo
+    day: str
+    seen: Entry | None
+
+
+def list_landing(lake: LakeConfig, source: SourceConfig, days: set[str] | None = None
+                 ) -> list[tuple[storage.FileInfo, str]]:
+    """The source's landing files with their landing dates, limited to `days` when given."""
+    prefix = storage.join(lake.landing, source.path)
+    out = []
+    for f in storage.list_files(prefix):
+        day = landing_date(f.uri[len(prefix):], f.last_modified).isoformat()
+        if days is None or day in days:
+            out.append((f, day))
+    return out
+
+
+def plan(listed: list[tuple[storage.FileInfo, str]], entries: dict[str, Entry], source: SourceConfig,
+         reprocess: bool, now: dt.datetime) -> tuple[list[Planned], int, int]:
+    """Which listed files this run should claim; also counts files busy elsewhere and ignored overwrites."""
+    timeout = dt.timedelta(minutes=source.claim_timeout_minutes)
+    wanted, busy, ignored = [], 0, 0
+    changed = []
+    for f, day in listed:
+        entry = entries.get(f.uri)
+        if entry is not None and entry.status == "processing" and not is_stale(entry, now, timeout):
+            busy += 1
+            continue
+        if entry is not None and entry.etag != f.etag and entry.status == COMMITTED:
+            if source.on_overwrite == "ignore":
+                ignored += 1
+                continue
+            changed.append(f.uri)
+        elif entry is not None and entry.status == COMMITTED and not reprocess:
+            continue
+        wanted.append(Planned(f, day, entry))
+    if changed and source.on_overwrite == "fail":
+        raise IngestError(f"source {source.name!r}: {len(changed)} file(s) were overwritten after ingestion "
+                          f"(on_overwrite: fail): {', '.join(changed[:10])}. Set on_overwrite to reprocess "
+                          f"or ignore, or restore the files.")
+    return wanted, busy, ignored
+
+
+def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, reprocess: bool = False,
+           run_id: str | None = None, log: Callable[[str], None] = print) -> BatchResult:
+    """Ingest the landing files of `days` (YYYY-MM-DD) into bronze; `reprocess` re-reads committed ones."""
+    layout = Layout(lake.warehouse, source.name)
+    result = BatchResult(source.name, sorted(days), str(uuid.uuid4()))
+    storage.check_bucket(lake.landing, "landing")
+    storage.check_bucket(lake.warehouse, "warehouse")
+
+    listed = list_landing(lake, source, set(days))
+    ledger = Ledger(spark, layout.ledger)
+    now = dt.datetime.now(dt.timezone.utc)
+    wanted, result.skipped_busy, result.skipped_overwritten = plan(listed, ledger.entries(), source, reprocess, now)
+    log(f"{source.name} {_span(days)}: {len(listed)} file(s) landed, {len(wanted)} to ingest"
+        + (f", {result.skipped_busy} claimed by another run" if result.skipped_busy else ""))
+    if not wanted:
+        return _with_table_facts(spark, layout, result)
+
+    won = ledger.claim(result.batch_id, this_owner(run_id), [(p.file, p.day, p.seen) for p in wanted])
+    result.skipped_busy += len(wanted) - len(won)
+    claimed = [p for p in wanted if p.file.uri in won]
+    if not claimed:
+        return _with_table_facts(spark, layout, result)
+    try:
+        _load(spark, lake, source, layout, claimed, result, ledger, log)
+    except NewColumnsError as exc:
+        ledger.finish(result.batch_id, {p.file.uri: {"status": FAILED, "error": str(exc)} for p in claimed})
+        raise
+    return result
+
+
+def _load(spark, lake, source, layout, claimed: list[Planned], result: BatchResult, ledger: Ledger, log) -> None:
+    # 1. Scan: infer every record of the batch (not a sample) and find malformed lines.
+    files = [{"uri": p.file.uri, "etag": p.file.etag, "size": p.file.size, "day": p.day} for p in claimed]
+    scans = {r["uri"]: r for r in spark.read.format("lake_scan").option("files", json.dumps(files)).load().collect()}
+    failed = {uri: r["error"] for uri, r in scans.items() if r["error"]}
+    readable = [f for f in files if f["uri"] not in failed]
+    log(f"scanned {len(files)} file(s): {sum(r['records'] for r in scans.values())} record(s)"
+        + (f", {len(failed)} unreadable" if failed else ""))
+
+    # 2. Schema: evolve the accepted schema by what the batch holds.
+    schema_log = SchemaLog(layout.schemas)
+    accepted = schema_log.current()
+    seen: T.DataType = T.StructType([])
+    introducing: list[str] = []
+    for f in readable:
+        file_schema = T.StructType.fromJson(json.loads(scans[f["uri"]]["schema"]))
+        if accepted is None or not subsumes(accepted.schema, file_schema):
+            introducing.append(f["uri"])
+        seen = merge_types(seen, file_schema)
+    reserved = frozenset(AUDIT_COLUMNS + (source.rescued_data_column,))
+    mode = source.schema_evolution_mode if accepted is not None else "addNewColumns"
+    evolution = evolve(accepted.schema if accepted else T.StructType([]), seen, mode, source.hints, reserved)
+    result.rejected_fields = evolution.rejected
+    if source.schema_evolution_mode == "failOnNewColumns" and accepted is not None and evolution.new_fields:
+        grown = evolve(accepted.schema, seen, "addNewColumns", source.hints, reserved).schema
+        schema_log.set_pending(grown, introducing, evolution.new_fields)
+        raise NewColumnsError(source.name, evolution.new_fields, introducing)
+    target = evolution.schema
+    if accepted is None or target != accepted.schema:
+        version = schema_log.record(target, "initial inference" if accepted is None else "new fields",
+                                    introducing)
+        if version is None:
+            raise IngestError(f"source {source.name!r}: another run changed the schema log at the same time; "
+                              f"rerun (nothing was written)")
+        result.schema_change = diff(accepted.schema if accepted else T.StructType([]), target)
+        log(f"schema version {version.version}: {result.schema_change.as_dict()}")
+        result.schema_version = version.version
+    else:
+        result.schema_version = accepted.version
+
+    # 3. Table schema first (a schema-only commit), so the batch can be parsed into exactly it.
+    table_schema = tables.schema_or_none(spark, layout.bronze)
+    bronze_schema = _bronze_schema(target, source.rescued_data_column)
+    if table_schema is None or not subsumes(table_schema, bronze_schema):
+        tables.retry_conflicts(lambda: tables.add_columns(spark, layout.bronze, bronze_schema, PARTITION_COLUMN,
+                                                          result.batch_id))
+        table_schema = tables.schema_or_none(spark, layout.bronze)
+    data_schema = T.StructType([f for f in table_schema.fields
+                                if f.name not in AUDIT_COLUMNS and f.name != source.rescued_data_column])
+
+    # 4. Lines: a file needs the per-record walk only if something in it may not fit as is.
+    for f in readable:
+        scan = scans[f["uri"]]
+        f["malformed"] = json.loads(scan["malformed"]) if scan["malformed"] else None
+        f["walk"] = bool(scan["conflicts"]) or not subsumes(target, T.StructType.fromJson(json.loads(scan["schema"])))
+    lines = (spark.read.format("lake_lines").option("files", json.dumps(readable))
+             .option("schema", target.json())
+             .option("rescue_unknown", "false" if source.schema_evolution_mode == "none" else "true").load())
+    ingested_at = F.lit(dt.datetime.now(dt.timezone.utc)).cast("timestamp")
+    rows = (lines.where("corrupt IS NULL")
+            .select(F.from_json("value", data_schema, {"timestampFormat": TIMESTAMP_FORMAT}).alias("r"),
+                    F.col("rescued").alias(source.rescued_data_column), "_source_file", "_line", PARTITION_COLUMN)
+            .select("r.*", source.rescued_data_column, "_source_file", "_line",
+                    ingested_at.alias("_ingested_at"), F.lit(result.batch_id).alias("_batch_id"), PARTITION_COLUMN))
+
+    # 5. Write: quarantine, then bronze. Fresh files append; others replace their own rows.
+    fresh = all(p.seen is None or p.seen.status == FAILED for p in claimed if p.file.uri not in failed)
+    result.write_mode = "append" if fresh else "replace"
+    uris = [f["uri"] for f in readable]
+    days = sorted({f["day"] for f in readable} | {p.seen.landing_date for p in claimed if p.seen})
+    scope = (f"t.{PARTITION_COLUMN} IN ({', '.join(map(tables.sql_string, days))}) AND "
+             f"t._source_file IN ({', '.join(map(tables.sql_string, uris))})")
+    with_malformed = [f for f in readable if scans[f["uri"]]["malformed"] != "[]"]
+    if with_malformed or not fresh:
+        bad = (spark.read.format("lake_lines").option("files", json.dumps(with_malformed))
+               .option("schema", target.json()).load().where("corrupt IS NOT NULL")
+               .select("_source_file", "_line", F.col("corrupt").alias("_raw"), F.col("reason").alias("_error"),
+                       F.lit(result.batch_id).alias("_batch_id"), ingested_at.alias("_ingested_at"),
+                       PARTITION_COLUMN))
+        _write(spark, bad, layout.quarantine, fresh, scope, result.batch_id, QUARANTINE_SCHEMA)
+    if uris:
+        _write(spark, rows, layout.bronze, fresh, scope, result.batch_id)
+
+    # 6. Count what landed per file (from the table itself) and mark the files committed.
+    outcomes = _outcomes(spark, layout, source, result.batch_id, days, scans, readable)
+    outcomes.update({uri: {"status": FAILED, "error": error} for uri, error in failed.items()})
+    ledger.finish(result.batch_id, outcomes)
+
+    result.files = len(readable)
+    result.bytes = sum(f["size"] for f in readable)
+    result.records = sum(o.get("records") or 0 for o in outcomes.values())
+    result.malformed = sum(o.get("malformed") or 0 for o in outcomes.values())
+    result.rescued = sum(o.get("rescued") or 0 for o in outcomes.values())
+    if source.schema_evolution_mode == "none":
+        result.ignored_fields = evolution.new_fields
+    result.failed = failed
+    _with_table_facts(spark, layout, result)
+    log(f"{source.name}: {result.write_mode} {result.records} row(s) from {result.files} file(s) "
+        f"({result.malformed} malformed, {result.rescued} with rescued data) -> {layout.bronze} "
+        f"v{result.table_version}")
+
+
+def _write(spark, df, uri: str, fresh: bool, scope: str, batch_id: str, create_schema=None) -> None:
+    if fresh:
+        tables.retry_conflicts(lambda: tables.append(df, uri, partition_by=PARTITION_COLUMN, metadata=batch_id))
+        return
+    if tables.schema_or_none(spark, uri) is None:
+        tables.add_columns(spark, uri, create_schema, PARTITION_COLUMN, batch_id)
+    tables.retry_conflicts(lambda: tables.replace_rows(spark, df, uri, keys=[PARTITION_COLUMN, "_source_file", "_line"],
+                                                       scope=scope, metadata=batch_id))
+
+
+def _outcomes(spark, layout: Layout, source: SourceConfig, batch_id: str, days: list[str], scans: dict,
+              readable: list[dict]) -> dict[str, dict]:
+    counts = {}
+    if readable:
+        rescued = source.rescued_data_column
+        for r in (tables.read(spark, layout.bronze)
+                  .where(F.col(PARTITION_COLUMN).isin(days) & (F.col("_batch_id") == batch_id))
+                  .groupBy("_source_file")
+                  .agg(F.count("*").alias("records"), F.count(rescued).alias("rescued")).collect()):
+            counts[r["_source_file"]] = r
+    outcomes = {}
+    for f in readable:
+        scan, got = scans[f["uri"]], counts.get(f["uri"])
+        records = got["records"] if got else 0
+        if records != scan["records"]:
+            raise IngestError(f"{f['uri']}: scanned {scan['records']} record(s) but {records} landed in "
+                              f"{layout.bronze}; the batch is left uncommitted and will be replaced on rerun")
+        malformed = json.loads(scan["malformed"])
+        outcomes[f["uri"]] = {"status": COMMITTED, "records": records, "rescued": got["rescued"] if got else 0,
+                              "malformed": len(malformed) if malformed is not None else None}
+    if any(o["malformed"] is None for o in outcomes.values()):
+        for r in (tables.read(spark, layout.quarantine).where(F.col("_batch_id") == batch_id)
+                  .groupBy("_source_file").count().collect()):
+            if outcomes.get(r["_source_file"], {}).get("malformed") is None:
+                outcomes[r["_source_file"]]["malformed"] = r["count"]
+    return outcomes
+
+
+def _bronze_schema(data: T.StructType, rescued_column: str) -> T.StructType:
+    return T.StructType(list(data.fields) + [
+        T.StructField(rescued_column, T.StringType()), T.StructField("_source_file", T.StringType()),
+        T.StructField("_line", T.LongType()), T.StructField("_ingested_at", T.TimestampType()),
+        T.StructField("_batch_id", T.StringType()), T.StructField(PARTITION_COLUMN, T.StringType()),
+    ])
+
+
+def _with_table_facts(spark, layout: Layout, result: BatchResult) -> BatchResult:
+    from lake_assets.core.delta_meta import table_version
+
+    result.table_version = table_version(layout.bronze)
+    schema = tables.schema_or_none(spark, layout.bronze)
+    result.schema = schema
+    if result.schema_version is None:
+        current = SchemaLog(layout.schemas).current()
+        result.schema_version = current.version if current else None
+    return result
+
+
+def _span(days: list[str]) -> str:
+    days = sorted(days)
+    return days[0] if len(days) == 1 else f"{days[0]}..{days[-1]} ({len(days)} days)"

@@ -1,0 +1,154 @@
+"""The ingestion ledger: one row per landing file of a source, in a Delta table beside the data.
+
+A run claims files with a compare-and-swap MERGE (concurrent MERGEs conflict and retry, and a row
+is only taken from the claim the run last saw), writes the data, then marks the files committed.
+A claim whose owner died (same host, process gone) or that is older than the claim timeout is
+stale and may be taken over; the next write of such a file replaces its rows instead of appending.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from dataclasses import dataclass
+
+from pyspark.sql import types as T
+
+from lake_assets.core import tables
+
+SCHEMA = T.StructType([
+    T.StructField("uri", T.StringType()), T.StructField("etag", T.StringType()),
+    T.StructField("size", T.LongType()), T.StructField("landing_date", T.StringType()),
+    T.StructField("status", T.StringType()), T.StructField("batch_id", T.StringType()),
+    T.StructField("owner", T.StringType()), T.StructField("claimed_at", T.TimestampType()),
+    T.StructField("committed_at", T.TimestampType()), T.StructField("records", T.LongType()),
+    T.StructField("malformed", T.LongType()), T.StructField("rescued", T.LongType()),
+    T.StructField("error", T.StringType()), T.StructField("attempts", T.IntegerType()),
+])
+PROCESSING, COMMITTED, FAILED, RELEASED = "processing", "committed", "failed", "released"
+
+
+@dataclass(frozen=True)
+class Entry:
+    uri: str
+    etag: str
+    size: int
+    landing_date: str
+    status: str
+    batch_id: str | None
+    owner: str | None
+    claimed_at: dt.datetime | None
+    committed_at: dt.datetime | None = None
+    records: int | None = None
+    malformed: int | None = None
+    rescued: int | None = None
+    error: str | None = None
+    attempts: int = 0
+
+
+def this_owner(run_id: str | None = None) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{run_id or '-'}"
+
+
+def is_stale(entry: Entry, now: dt.datetime, timeout: dt.timedelta) -> bool:
+    """A processing claim nobody will finish: its process is gone, or it timed out."""
+    if entry.status != PROCESSING:
+        return False
+    if entry.claimed_at is None or now - entry.claimed_at > timeout:
+        return True
+    host, _, rest = (entry.owner or "").partition(":")
+    pid = rest.split(":", 1)[0]
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False
+
+
+class Ledger:
+    def __init__(self, spark, uri: str):
+        self.spark, self.uri = spark, uri
+
+    def entries(self) -> dict[str, Entry]:
+        if tables.schema_or_none(self.spark, self.uri) is None:
+            return {}
+        rows = tables.read(self.spark, self.uri).collect()
+        return {r["uri"]: Entry(**{f.name: _utc(r[f.name]) for f in SCHEMA.fields}) for r in rows}
+
+    def _ensure(self) -> None:
+        if tables.schema_or_none(self.spark, self.uri) is None:
+            tables.retry_conflicts(lambda: tables.add_columns(self.spark, self.uri, SCHEMA))
+
+    def claim(self, batch_id: str, owner: str, wanted: list[tuple[object, str, Entry | None]]) -> set[str]:
+        """Claim files (FileInfo, landing date, the entry seen when planning); return the URIs won.
+
+        A row is taken only if it still holds the claim seen when planning, so a file another run
+        claimed in between stays with that run."""
+        if not wanted:
+            return set()
+        self._ensure()
+        now = _now()
+        rows = [(f.uri, f.etag, f.size, day, PROCESSING, batch_id, owner, now, None, None, None, None, None,
+                 (seen.attempts if seen else 0) + 1, seen.batch_id if seen else None,
+                 seen.status if seen else None) for f, day, seen in wanted]
+        src = self.spark.createDataFrame(rows, T.StructType(SCHEMA.fields + [
+            T.StructField("seen_batch", T.StringType()), T.StructField("seen_status", T.StringType())]))
+        view = f"lake_claim_{batch_id.replace('-', '')}"
+        src.createOrReplaceTempView(view)
+        columns = [f.name for f in SCHEMA.fields]
+        sets = ", ".join(f"{c} = s.{c}" for c in columns)
+        statement = (
+            f"MERGE INTO {tables.ref(self.uri)} t USING {view} s ON t.uri = s.uri "
+            f"WHEN MATCHED AND t.batch_id <=> s.seen_batch AND t.status <=> s.seen_status THEN UPDATE SET {sets} "
+            f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) VALUES ({', '.join('s.' + c for c in columns)})")
+        try:
+            tables.retry_conflicts(lambda: self.spark.sql(statement))
+        finally:
+            self.spark.catalog.dropTempView(view)
+        mine = tables.read(self.spark, self.uri).where(f"batch_id = {tables.sql_string(batch_id)}") \
+            .select("uri").collect()
+        return {r["uri"] for r in mine}
+
+    def finish(self, batch_id: str, outcomes: dict[str, dict]) -> None:
+        """Record each claimed file's outcome: {uri: {status, records, malformed, rescued, error}}."""
+        if not outcomes:
+            return
+        now = _now()
+        rows = [(uri, o["status"], o.get("records"), o.get("malformed"), o.get("rescued"), o.get("error"),
+                 now if o["status"] == COMMITTED else None) for uri, o in outcomes.items()]
+        src = self.spark.createDataFrame(rows, "uri string, status string, records bigint, malformed bigint, "
+                                               "rescued bigint, error string, committed_at timestamp")
+        view = f"lake_finish_{batch_id.replace('-', '')}"
+        src.createOrReplaceTempView(view)
+        statement = (
+            f"MERGE INTO {tables.ref(self.uri)} t USING {view} s ON t.uri = s.uri "
+            f"AND t.batch_id = {tables.sql_string(batch_id)} WHEN MATCHED THEN UPDATE SET status = s.status, "
+            f"records = s.records, malformed = s.malformed, rescued = s.rescued, error = s.error, "
+            f"committed_at = s.committed_at")
+        try:
+            tables.retry_conflicts(lambda: self.spark.sql(statement))
+        finally:
+            self.spark.catalog.dropTempView(view)
+
+    def release_stale(self, timeout: dt.timedelta) -> list[Entry]:
+        """Mark dead claims released (repair); their files are replaced, not appended, next time."""
+        stale = [e for e in self.entries().values() if is_stale(e, _now(), timeout)]
+        for batch in {e.batch_id for e in stale}:
+            self.finish(batch, {e.uri: {"status": RELEASED, "error": "claim released: its run died"}
+                                for e in stale if e.batch_id == batch})
+        return stale
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _utc(value):
+    # Spark returns naive datetimes in the session time zone, which engine.py sets to UTC.
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value

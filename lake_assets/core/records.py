@@ -1,0 +1,160 @@
+"""Per-record work: parse a JSON line, fit it to a schema, and collect what does not fit.
+
+A value fits a column when the column can hold it unchanged (integers also fit DOUBLE columns).
+Everything else — unknown fields (outside `addNewColumns`), type conflicts, names that differ only
+in case or that Delta rejects, integers that overflow a hinted INT — goes to the rescued column
+verbatim, keyed by its field path (`device.fw.patch`, `signals[2].unit`). Pure Python, no Spark.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import re
+
+import orjson
+from pyspark.sql import types as T
+
+_INT_RANGES = {T.ByteType: 2**7, T.ShortType: 2**15, T.IntegerType: 2**31, T.LongType: 2**63}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# from_json fails the whole query on a timestamp it cannot parse, so every timestamp is written
+# in this one form (UTC) and parsed with this format.
+TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss.SSSSSS"
+
+
+class Malformed(ValueError):
+    """A line that is not a JSON object."""
+
+
+def parse_line(line: bytes | str) -> dict:
+    """Parse one NDJSON line into a dict, or raise Malformed with the reason."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        value = _parse_big_ints(line, exc)
+    if not isinstance(value, dict):
+        raise Malformed(f"not a JSON object (a JSON {type(value).__name__})")
+    return value
+
+
+def _parse_big_ints(line, exc):
+    # orjson stops at 64-bit integers; the standard parser takes any size (but not NaN/Infinity).
+    def reject(name):
+        raise Malformed(f"invalid JSON constant {name}")
+    try:
+        return json.loads(line, parse_constant=reject)
+    except (ValueError, RecursionError):
+        raise Malformed(f"invalid JSON: {exc}") from None
+
+
+class Fitter:
+    """Fits parsed records to one schema. `rescue_unknown` is False only for mode `none`."""
+
+    def __init__(self, schema: T.StructType, rescue_unknown: bool = True):
+        self.schema = schema
+        self.rescue_unknown = rescue_unknown
+
+    def fit(self, record: dict) -> tuple[dict, dict, list[str]]:
+        """(clean record, rescued {path: value}, ignored unknown paths)."""
+        rescued: dict = {}
+        ignored: list[str] = []
+        clean = self._struct(record, self.schema, "", rescued, ignored)
+        return clean, rescued, ignored
+
+    def _struct(self, obj: dict, schema: T.StructType, path: str, rescued: dict, ignored: list) -> dict:
+        fields = {f.name: f.dataType for f in schema.fields}
+        out = {}
+        for key, value in obj.items():
+            sub = f"{path}.{key}" if path else key
+            if key in fields:
+                fitted = self._value(value, fields[key], sub, rescued, ignored)
+                if fitted is not None:
+                    out[key] = fitted
+            elif value is None:
+                continue
+            elif self.rescue_unknown:
+                rescued[sub] = value
+            else:
+                ignored.append(sub)
+        return out
+
+    def _value(self, value, t: T.DataType, path: str, rescued: dict, ignored: list):
+        if value is None:
+            return None
+        ok, fitted = True, value
+        if isinstance(t, T.StructType):
+            if isinstance(value, dict):
+                return self._struct(value, t, path, rescued, ignored)
+            ok = False
+        elif isinstance(t, T.ArrayType):
+            if isinstance(value, list):
+                return [self._value(v, t.elementType, f"{path}[{i}]", rescued, ignored)
+                        for i, v in enumerate(value)]
+            ok = False
+        elif isinstance(t, T.MapType):
+            if isinstance(value, dict):
+                return {k: self._value(v, t.valueType, f"{path}.{k}", rescued, ignored)
+                        for k, v in value.items()}
+            ok = False
+        else:
+            ok, fitted = fit_atomic(value, t)
+        if not ok:
+            rescued[path] = value
+            return None
+        return fitted
+
+
+def fit_atomic(value, t: T.DataType) -> tuple[bool, object]:
+    """Whether a JSON scalar fits an atomic column type, and the value to write."""
+    if isinstance(t, T.StringType):
+        return isinstance(value, str), value
+    if isinstance(t, T.BooleanType):
+        return isinstance(value, bool), value
+    if isinstance(value, bool):
+        return False, value
+    if type(t) in _INT_RANGES:
+        bound = _INT_RANGES[type(t)]
+        return isinstance(value, int) and -bound <= value < bound, value
+    if isinstance(t, (T.DoubleType, T.FloatType)):
+        if isinstance(value, (int, float)):
+            as_float = float(value)
+            if isinstance(t, T.FloatType) and abs(as_float) > 3.4028234e38:
+                return False, value
+            return True, as_float if isinstance(value, int) and abs(value) >= 2**53 else value
+        return False, value
+    if isinstance(t, T.DecimalType):
+        if isinstance(value, (int, float)):
+            d = decimal.Decimal(str(value))
+            digits = len(d.as_tuple().digits)
+            exponent = d.as_tuple().exponent
+            scale_used = max(0, -exponent)
+            int_digits = max(0, digits + exponent)
+            return scale_used <= t.scale and int_digits <= t.precision - t.scale, value
+        return False, value
+    if isinstance(t, T.DateType):
+        if isinstance(value, str) and _DATE.match(value):
+            try:
+                dt.date.fromisoformat(value)
+                return True, value
+            except ValueError:
+                pass
+        return False, value
+    if isinstance(t, T.TimestampType):
+        if isinstance(value, str):
+            try:
+                ts = dt.datetime.fromisoformat(value)
+            except ValueError:
+                return False, value
+            if ts.tzinfo is None:
+                ts = ts.replace(tzinfo=dt.timezone.utc)
+            # One canonical UTC form, parsed by from_json with TIMESTAMP_FORMAT.
+            return True, ts.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return False, value
+    return False, value
+
+
+def rescued_json(rescued: dict, file_path: str) -> str | None:
+    if not rescued:
+        return None
+    return orjson.dumps({**rescued, "_file_path": file_path}).decode()

@@ -1,0 +1,81 @@
+"""The one place that reaches Spark: an embedded Sail server (started lazily, once per process)
+or any Spark Connect endpoint. Everything else receives the session from here."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+
+from lake_assets.config import EngineConfig
+
+_lock = threading.Lock()
+_server = None
+_sessions: dict[str, object] = {}
+
+
+class EngineError(RuntimeError):
+    pass
+
+
+def _prepare_environment() -> None:
+    # Sail reads these once, when its first server starts in the process.
+    os.environ.setdefault("RUST_LOG", "warn,sail_common::actor=error,sail_spark_connect=error")
+    if os.environ.get("AWS_ENDPOINT_URL", "").startswith("http://"):
+        os.environ.setdefault("AWS_ALLOW_HTTP", "true")
+    os.environ.setdefault("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+
+
+def _embedded_url() -> str:
+    global _server
+    if _server is None:
+        _prepare_environment()
+        from pysail.spark import SparkConnectServer
+
+        _server = SparkConnectServer("127.0.0.1", 0)
+        _server.start(background=True)
+    host, port = _server.listening_address
+    return f"sc://{host}:{port}"
+
+
+def spark_session(engine: EngineConfig | None = None):
+    """The process-wide Spark session for this engine config."""
+    engine = engine or EngineConfig()
+    with _lock:
+        url = _embedded_url() if engine.kind == "embedded" else engine.remote
+        session = _sessions.get(url)
+        if session is None:
+            import warnings
+
+            warnings.filterwarnings("ignore", message=".*pandas >= 3.0.0.*")
+            from pyspark.sql import SparkSession
+
+            try:
+                session = SparkSession.builder.remote(url).getOrCreate()
+                session.conf.set("spark.sql.session.timeZone", "UTC")
+            except Exception as exc:
+                raise EngineError(f"cannot connect to Spark at {url}: {exc}") from None
+            from lake_assets.core.reader import register_sources
+
+            register_sources(session)
+            _sessions[url] = session
+        return session
+
+
+@atexit.register
+def shutdown() -> None:
+    """Stop clients before the server, or the client retries at interpreter exit."""
+    global _server
+    with _lock:
+        for session in _sessions.values():
+            try:
+                session.stop()
+            except Exception:
+                pass
+        _sessions.clear()
+        if _server is not None:
+            try:
+                _server.stop()
+            except Exception:
+                pass
+            _server = None
