@@ -21,6 +21,7 @@ from pyspark.sql import types as T
 from lake_assets import storage
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import tables
+from lake_assets.core.faults import checkpoint
 from lake_assets.core.ledger import COMMITTED, FAILED, Entry, Ledger, is_stale, this_owner
 from lake_assets.core.partitions import landing_date
 from lake_assets.core.records import TIMESTAMP_FORMAT
@@ -76,10 +77,10 @@ class Layout:
 
 
 @dataclass
-class BatchResult:
+class IngestResult:
     source: str
     days: list[str]
-    batch_id: str
+    batch_ids: list[str] = field(default_factory=list)
     files: int = 0
     bytes: int = 0
     records: int = 0
@@ -89,11 +90,11 @@ class BatchResult:
     failed: dict[str, str] = field(default_factory=dict)
     skipped_busy: int = 0
     skipped_overwritten: int = 0
-    write_mode: str = "none"
+    write_modes: set[str] = field(default_factory=set)   # append (new files) / replace (rows rewritten)
     table_version: int | None = None
     schema: T.StructType | None = None
     schema_version: int | None = None
-    schema_change: SchemaDiff | None = None
+    schema_changes: list[tuple[int, SchemaDiff]] = field(default_factory=list)
     rejected_fields: dict[str, str] = field(default_factory=dict)
 
 
@@ -143,41 +144,62 @@ def plan(listed: list[tuple[storage.FileInfo, str]], entries: dict[str, Entry], 
 
 
 def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, reprocess: bool = False,
-           run_id: str | None = None, log: Callable[[str], None] = print) -> BatchResult:
-    """Ingest the landing files of `days` (YYYY-MM-DD) into bronze; `reprocess` re-reads committed ones."""
+           run_id: str | None = None, log: Callable[[str], None] = print,
+           progress: Callable[[int, int], None] | None = None) -> IngestResult:
+    """Ingest the landing files of `days` (YYYY-MM-DD) into bronze, in batches bounded by the
+    source's max_files_per_run / max_bytes_per_run; `reprocess` re-reads committed files too."""
     layout = Layout(lake.warehouse, source.name)
-    result = BatchResult(source.name, sorted(days), str(uuid.uuid4()))
+    result = IngestResult(source.name, sorted(days))
     storage.check_bucket(lake.landing, "landing")
     storage.check_bucket(lake.warehouse, "warehouse")
 
     listed = list_landing(lake, source, set(days))
     ledger = Ledger(spark, layout.ledger)
+    checkpoint("listed")
     now = dt.datetime.now(dt.timezone.utc)
     wanted, result.skipped_busy, result.skipped_overwritten = plan(listed, ledger.entries(), source, reprocess, now)
     log(f"{source.name} {_span(days)}: {len(listed)} file(s) landed, {len(wanted)} to ingest"
         + (f", {result.skipped_busy} claimed by another run" if result.skipped_busy else ""))
-    if not wanted:
-        return _with_table_facts(spark, layout, result)
+    done = 0
+    for batch in _batches(wanted, source.max_files_per_run, source.max_bytes_per_run):
+        batch_id = str(uuid.uuid4())
+        won = ledger.claim(batch_id, this_owner(run_id), [(p.file, p.day, p.seen) for p in batch])
+        result.skipped_busy += len(batch) - len(won)
+        claimed = [p for p in batch if p.file.uri in won]
+        checkpoint("claimed")
+        if claimed:
+            result.batch_ids.append(batch_id)
+            try:
+                _load(spark, source, layout, claimed, batch_id, result, ledger, log)
+            except NewColumnsError as exc:
+                ledger.finish(batch_id, {p.file.uri: {"status": FAILED, "error": str(exc)} for p in claimed})
+                raise
+        done += len(batch)
+        if progress:
+            progress(done, len(wanted))
+    return _with_table_facts(spark, layout, result)
 
-    won = ledger.claim(result.batch_id, this_owner(run_id), [(p.file, p.day, p.seen) for p in wanted])
-    result.skipped_busy += len(wanted) - len(won)
-    claimed = [p for p in wanted if p.file.uri in won]
-    if not claimed:
-        return _with_table_facts(spark, layout, result)
-    try:
-        _load(spark, lake, source, layout, claimed, result, ledger, log)
-    except NewColumnsError as exc:
-        ledger.finish(result.batch_id, {p.file.uri: {"status": FAILED, "error": str(exc)} for p in claimed})
-        raise
-    return result
+
+def _batches(planned: list[Planned], max_files: int, max_bytes: int) -> list[list[Planned]]:
+    """Consecutive groups of at most max_files files and (beyond the first file) max_bytes bytes."""
+    batches, current, size = [], [], 0
+    for p in planned:
+        if current and (len(current) >= max_files or size + p.file.size > max_bytes):
+            batches.append(current)
+            current, size = [], 0
+        current.append(p)
+        size += p.file.size
+    return batches + [current] if current else batches
 
 
-def _load(spark, lake, source, layout, claimed: list[Planned], result: BatchResult, ledger: Ledger, log) -> None:
+def _load(spark, source: SourceConfig, layout: Layout, claimed: list[Planned], batch_id: str, result: IngestResult,
+          ledger: Ledger, log) -> None:
     # 1. Scan: infer every record of the batch (not a sample) and find malformed lines.
     files = [{"uri": p.file.uri, "etag": p.file.etag, "size": p.file.size, "day": p.day} for p in claimed]
     scans = {r["uri"]: r for r in spark.read.format("lake_scan").option("files", json.dumps(files)).load().collect()}
     failed = {uri: r["error"] for uri, r in scans.items() if r["error"]}
     readable = [f for f in files if f["uri"] not in failed]
+    checkpoint("scanned")
     log(f"scanned {len(files)} file(s): {sum(r['records'] for r in scans.values())} record(s)"
         + (f", {len(failed)} unreadable" if failed else ""))
 
@@ -194,7 +216,7 @@ def _load(spark, lake, source, layout, claimed: list[Planned], result: BatchResu
     reserved = frozenset(AUDIT_COLUMNS + (source.rescued_data_column,))
     mode = source.schema_evolution_mode if accepted is not None else "addNewColumns"
     evolution = evolve(accepted.schema if accepted else T.StructType([]), seen, mode, source.hints, reserved)
-    result.rejected_fields = evolution.rejected
+    result.rejected_fields.update(evolution.rejected)
     if source.schema_evolution_mode == "failOnNewColumns" and accepted is not None and evolution.new_fields:
         grown = evolve(accepted.schema, seen, "addNewColumns", source.hints, reserved).schema
         schema_log.set_pending(grown, introducing, evolution.new_fields)
@@ -206,9 +228,11 @@ def _load(spark, lake, source, layout, claimed: list[Planned], result: BatchResu
         if version is None:
             raise IngestError(f"source {source.name!r}: another run changed the schema log at the same time; "
                               f"rerun (nothing was written)")
-        result.schema_change = diff(accepted.schema if accepted else T.StructType([]), target)
-        log(f"schema version {version.version}: {result.schema_change.as_dict()}")
+        change = diff(accepted.schema if accepted else T.StructType([]), target)
+        result.schema_changes.append((version.version, change))
+        log(f"schema version {version.version}: {change.as_dict()}")
         result.schema_version = version.version
+        checkpoint("schema_recorded")
     else:
         result.schema_version = accepted.version
 
@@ -217,8 +241,9 @@ def _load(spark, lake, source, layout, claimed: list[Planned], result: BatchResu
     bronze_schema = _bronze_schema(target, source.rescued_data_column)
     if table_schema is None or not subsumes(table_schema, bronze_schema):
         tables.retry_conflicts(lambda: tables.add_columns(spark, layout.bronze, bronze_schema, PARTITION_COLUMN,
-                                                          result.batch_id))
+                                                          batch_id))
         table_schema = tables.schema_or_none(spark, layout.bronze)
+        checkpoint("table_evolved")
     data_schema = T.StructType([f for f in table_schema.fields
                                 if f.name not in AUDIT_COLUMNS and f.name != source.rescued_data_column])
 
@@ -235,11 +260,12 @@ def _load(spark, lake, source, layout, claimed: list[Planned], result: BatchResu
             .select(F.from_json("value", data_schema, {"timestampFormat": TIMESTAMP_FORMAT}).alias("r"),
                     F.col("rescued").alias(source.rescued_data_column), "_source_file", "_line", PARTITION_COLUMN)
             .select("r.*", source.rescued_data_column, "_source_file", "_line",
-                    ingested_at.alias("_ingested_at"), F.lit(result.batch_id).alias("_batch_id"), PARTITION_COLUMN))
+                    ingested_at.alias("_ingested_at"), F.lit(batch_id).alias("_batch_id"), PARTITION_COLUMN))
 
     # 5. Write: quarantine, then bronze. Fresh files append; others replace their own rows.
     fresh = all(p.seen is None or p.seen.status == FAILED for p in claimed if p.file.uri not in failed)
-    result.write_mode = "append" if fresh else "replace"
+    write_mode = "append" if fresh else "replace"
+    result.write_modes.add(write_mode)
     uris = [f["uri"] for f in readable]
     days = sorted({f["day"] for f in readable} | {p.seen.landing_date for p in claimed if p.seen})
     scope = (f"t.{PARTITION_COLUMN} IN ({', '.join(map(tables.sql_string, days))}) AND "
@@ -249,29 +275,33 @@ def _load(spark, lake, source, layout, claimed: list[Planned], result: BatchResu
         bad = (spark.read.format("lake_lines").option("files", json.dumps(with_malformed))
                .option("schema", target.json()).load().where("corrupt IS NOT NULL")
                .select("_source_file", "_line", F.col("corrupt").alias("_raw"), F.col("reason").alias("_error"),
-                       F.lit(result.batch_id).alias("_batch_id"), ingested_at.alias("_ingested_at"),
+                       F.lit(batch_id).alias("_batch_id"), ingested_at.alias("_ingested_at"),
                        PARTITION_COLUMN))
-        _write(spark, bad, layout.quarantine, fresh, scope, result.batch_id, QUARANTINE_SCHEMA)
+        _write(spark, bad, layout.quarantine, fresh, scope, batch_id, QUARANTINE_SCHEMA)
+        checkpoint("quarantine_written")
     if uris:
-        _write(spark, rows, layout.bronze, fresh, scope, result.batch_id)
+        _write(spark, rows, layout.bronze, fresh, scope, batch_id)
+        checkpoint("bronze_written")
 
     # 6. Count what landed per file (from the table itself) and mark the files committed.
-    outcomes = _outcomes(spark, layout, source, result.batch_id, days, scans, readable)
+    outcomes = _outcomes(spark, layout, source, batch_id, days, scans, readable)
     outcomes.update({uri: {"status": FAILED, "error": error} for uri, error in failed.items()})
-    ledger.finish(result.batch_id, outcomes)
+    ledger.finish(batch_id, outcomes)
+    checkpoint("committed")
 
-    result.files = len(readable)
-    result.bytes = sum(f["size"] for f in readable)
-    result.records = sum(o.get("records") or 0 for o in outcomes.values())
-    result.malformed = sum(o.get("malformed") or 0 for o in outcomes.values())
-    result.rescued = sum(o.get("rescued") or 0 for o in outcomes.values())
+    records = sum(o.get("records") or 0 for o in outcomes.values())
+    malformed = sum(o.get("malformed") or 0 for o in outcomes.values())
+    rescued = sum(o.get("rescued") or 0 for o in outcomes.values())
+    result.files += len(readable)
+    result.bytes += sum(f["size"] for f in readable)
+    result.records += records
+    result.malformed += malformed
+    result.rescued += rescued
     if source.schema_evolution_mode == "none":
-        result.ignored_fields = evolution.new_fields
-    result.failed = failed
-    _with_table_facts(spark, layout, result)
-    log(f"{source.name}: {result.write_mode} {result.records} row(s) from {result.files} file(s) "
-        f"({result.malformed} malformed, {result.rescued} with rescued data) -> {layout.bronze} "
-        f"v{result.table_version}")
+        result.ignored_fields = sorted(set(result.ignored_fields) | set(evolution.new_fields))
+    result.failed.update(failed)
+    log(f"{source.name}: {write_mode} {records} row(s) from {len(readable)} file(s) "
+        f"({malformed} malformed, {rescued} with rescued data) -> {layout.bronze}")
 
 
 def _write(spark, df, uri: str, fresh: bool, scope: str, batch_id: str, create_schema=None) -> None:
@@ -320,7 +350,7 @@ def _bronze_schema(data: T.StructType, rescued_column: str) -> T.StructType:
     ])
 
 
-def _with_table_facts(spark, layout: Layout, result: BatchResult) -> BatchResult:
+def _with_table_facts(spark, layout: Layout, result: IngestResult) -> IngestResult:
     from lake_assets.core.delta_meta import table_version
 
     result.table_version = table_version(layout.bronze)

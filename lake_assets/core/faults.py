@@ -1,0 +1,22 @@
+"""Named points in the ingestion path where tests kill or slow the process, to prove that a
+crash anywhere is followed by a correct rerun. Inert unless the environment asks:
+LAKE_CRASH_AT=<point> sends SIGKILL to this process at that point; LAKE_RANDOM_DELAY_MS=<n>
+sleeps up to n ms at every point."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+
+POINTS = ("listed", "claimed", "scanned", "schema_recorded", "table_evolved", "quarantine_written",
+          "bronze_written", "committed")
+
+
+def checkpoint(point: str) -> None:
+    delay = os.environ.get("LAKE_RANDOM_DELAY_MS")
+    if delay:
+        time.sleep(random.random() * int(delay) / 1000)
+    if os.environ.get("LAKE_CRASH_AT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
