@@ -134,6 +134,13 @@ class Ledger:
         finally:
             self.spark.catalog.dropTempView(view)
 
+    def adopt(self, claim_batch: str, uri: str, data_batch: str, records: int) -> None:
+        """Record rows already in the table as the committed load of `uri` (repair)."""
+        tables.retry_conflicts(lambda: self.spark.sql(
+            f"UPDATE {tables.ref(self.uri)} SET status = '{COMMITTED}', batch_id = {tables.sql_string(data_batch)}, "
+            f"records = {int(records)}, error = 'adopted by repair: file no longer in the landing' "
+            f"WHERE uri = {tables.sql_string(uri)} AND batch_id = {tables.sql_string(claim_batch)}"))
+
     def release_stale(self, timeout: dt.timedelta) -> list[Entry]:
         """Mark dead claims released (repair); their files are replaced, not appended, next time."""
         stale = [e for e in self.entries().values() if is_stale(e, _now(), timeout)]

@@ -1,0 +1,190 @@
+"""Operator actions over a source's ledger, tables and schema log: status, validate, repair,
+reprocess and reset. The CLI and the Dagster jobs are thin layers over these."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pyspark.sql import functions as F
+
+from lake_assets.config import LakeConfig, SourceConfig
+from lake_assets.core import tables
+from lake_assets.core.bronze import Layout, ingest, list_landing
+from lake_assets.core.delta_meta import table_version
+from lake_assets.core.ledger import COMMITTED, RELEASED, Ledger, is_stale, this_owner
+from lake_assets.core.schema_log import SchemaLog
+from lake_assets.storage import FileInfo
+
+
+class OperatorError(ValueError):
+    """Bad operator input; nothing was changed."""
+
+
+def parse_day(text: str, what: str = "date") -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise OperatorError(f"{what} {text!r} is not a date like 2026-11-20") from None
+
+
+def day_range(start: str, end: str) -> list[str]:
+    first, last = parse_day(start, "--from"), parse_day(end, "--to")
+    if last < first:
+        raise OperatorError(f"--to {end} is before --from {start}")
+    return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+
+def source_status(spark, lake: LakeConfig, source: SourceConfig) -> dict:
+    layout = Layout(lake.warehouse, source.name)
+    entries = Ledger(spark, layout.ledger).entries().values()
+    committed = [e for e in entries if e.status == COMMITTED]
+    last = max(committed, key=lambda e: e.committed_at, default=None)
+    records = sum(e.records or 0 for e in committed)
+    rescued = sum(e.rescued or 0 for e in committed)
+    schema = SchemaLog(layout.schemas)
+    current = schema.current()
+    return {
+        "source": source.name,
+        "files": dict(Counter(e.status for e in entries)),
+        "records": records,
+        "malformed": sum(e.malformed or 0 for e in committed),
+        "rescued_rate": round(rescued / records, 6) if records else 0.0,
+        "last_batch": last.batch_id if last else None,
+        "last_commit": last.committed_at.isoformat(timespec="seconds") if last else None,
+        "schema_version": current.version if current else None,
+        "schema_pending": schema.pending() is not None,
+        "table": layout.bronze,
+        "table_version": table_version(layout.bronze),
+    }
+
+
+@dataclass
+class Problems:
+    orphaned_claims: list[str] = field(default_factory=list)      # processing, owner gone
+    missing_rows: list[str] = field(default_factory=list)         # committed, table rows differ
+    unknown_batch_rows: dict[str, int] = field(default_factory=dict)  # file -> rows of other batches
+    unknown_files: dict[str, int] = field(default_factory=dict)   # rows of files the ledger lacks
+
+    @property
+    def count(self) -> int:
+        return (len(self.orphaned_claims) + len(self.missing_rows) + len(self.unknown_batch_rows)
+                + len(self.unknown_files))
+
+    def describe(self) -> list[str]:
+        out = [f"orphaned claim (run died): {u}" for u in self.orphaned_claims]
+        out += [f"committed file whose rows do not match the ledger: {u}" for u in self.missing_rows]
+        out += [f"{n} row(s) of an unknown batch for {u}" for u, n in self.unknown_batch_rows.items()]
+        out += [f"{n} row(s) from a file the ledger does not know: {u}" for u, n in self.unknown_files.items()]
+        return out
+
+
+def validate(spark, lake: LakeConfig, source: SourceConfig) -> Problems:
+    """Compare the ledger with the bronze table."""
+    layout = Layout(lake.warehouse, source.name)
+    entries = Ledger(spark, layout.ledger).entries()
+    problems = Problems()
+    now = dt.datetime.now(dt.timezone.utc)
+    timeout = dt.timedelta(minutes=source.claim_timeout_minutes)
+    problems.orphaned_claims = sorted(u for u, e in entries.items() if is_stale(e, now, timeout))
+    if tables.schema_or_none(spark, layout.bronze) is None:
+        problems.missing_rows = sorted(u for u, e in entries.items() if e.status == COMMITTED and e.records)
+        return problems
+    counts = (tables.read(spark, layout.bronze).groupBy("_source_file", "_batch_id").count().collect())
+    by_file: dict[str, dict[str, int]] = {}
+    for r in counts:
+        by_file.setdefault(r["_source_file"], {})[r["_batch_id"]] = r["count"]
+    for uri, e in entries.items():
+        batches = by_file.get(uri, {})
+        if e.status == COMMITTED:
+            if batches.get(e.batch_id, 0) != (e.records or 0):
+                problems.missing_rows.append(uri)
+            others = sum(n for b, n in batches.items() if b != e.batch_id)
+            if others:
+                problems.unknown_batch_rows[uri] = others
+    for uri, batches in by_file.items():
+        if uri not in entries:
+            problems.unknown_files[uri] = sum(batches.values())
+    problems.missing_rows.sort()
+    return problems
+
+
+def repair(spark, lake: LakeConfig, source: SourceConfig, log=print) -> Problems:
+    """Fix what validate finds; idempotent. Returns what was found before repairing."""
+    layout = Layout(lake.warehouse, source.name)
+    found = validate(spark, lake, source)
+    ledger = Ledger(spark, layout.ledger)
+    entries = ledger.entries()
+    if found.orphaned_claims:
+        released = ledger.release_stale(dt.timedelta(minutes=source.claim_timeout_minutes))
+        log(f"released {len(released)} orphaned claim(s)")
+    for uri in found.unknown_batch_rows:
+        keep = entries[uri].batch_id
+        tables.retry_conflicts(lambda: spark.sql(
+            f"DELETE FROM {tables.ref(layout.bronze)} WHERE _source_file = {tables.sql_string(uri)} "
+            f"AND _batch_id <> {tables.sql_string(keep)}"))
+        log(f"deleted {found.unknown_batch_rows[uri]} row(s) of stale batches for {uri}")
+    if found.unknown_files:
+        _register_unknown_files(spark, lake, source, layout, ledger, found.unknown_files, log)
+    to_reload = set(found.missing_rows) | set(found.orphaned_claims) | set(found.unknown_files)
+    if to_reload:
+        entries = ledger.entries()
+        mismatched = {u: entries[u] for u in found.missing_rows if u in entries}
+        for batch in {e.batch_id for e in mismatched.values()}:
+            ledger.finish(batch, {u: {"status": RELEASED, "error": "released by repair: rows did not match"}
+                                  for u, e in mismatched.items() if e.batch_id == batch})
+        days = sorted({entries[u].landing_date for u in to_reload if u in entries})
+        result = ingest(spark, lake, source, days, log=log)
+        log(f"re-ingested {result.files} file(s) over {len(days)} day(s)")
+    return found
+
+
+def _register_unknown_files(spark, lake, source, layout: Layout, ledger: Ledger, files: dict[str, int], log) -> None:
+    """Rows from files the ledger lacks: a file still in the landing is registered as released (so
+    its next load replaces its rows); a file gone from the landing is adopted as committed (its rows
+    are the only copy left)."""
+    rows = (tables.read(spark, layout.bronze).where(F.col("_source_file").isin(list(files)))
+            .groupBy("_source_file", "_landing_date", "_batch_id").count().collect())
+    days = {r["_landing_date"] for r in rows}
+    listed = {f.uri: (f, day) for f, day in list_landing(lake, source, days)}
+    batch = f"repair-{uuid.uuid4()}"
+    present = [u for u in files if u in listed]
+    gone = {r["_source_file"]: r for r in rows if r["_source_file"] not in listed}
+    ledger.claim(batch, this_owner(), [(listed[u][0], listed[u][1], None) for u in present]
+                 + [(FileInfo(u, 0, "gone", dt.datetime.now(dt.timezone.utc)), r["_landing_date"], None)
+                    for u, r in gone.items()])
+    outcomes = {u: {"status": RELEASED, "error": "registered by repair"} for u in present}
+    ledger.finish(batch, outcomes)
+    for uri, r in gone.items():
+        ledger.adopt(batch, uri, r["_batch_id"], files[uri])
+    log(f"registered {len(present)} unknown file(s) for reload; adopted {len(gone)} file(s) no longer in the landing")
+
+
+def _days_of(spark, layout: Layout, files: dict[str, int]) -> list[str]:
+    if not files:
+        return []
+    rows = (tables.read(spark, layout.bronze).where(F.col("_source_file").isin(list(files)))
+            .select("_landing_date").distinct().collect())
+    return [r["_landing_date"] for r in rows]
+
+
+def reset(spark, lake: LakeConfig, source: SourceConfig, confirm: str | None, log=print) -> dict:
+    """Empty the bronze table, its quarantine, the ledger and the schema log of one source.
+
+    Delta history stays (time travel to the version before the reset restores the data). The
+    order (tables, then ledger, then schema log) keeps a crash half-way safe: a ledger that still
+    says committed only makes validate report missing rows, never duplicates."""
+    if confirm != source.name:
+        raise OperatorError(f"reset empties bronze/{source.name}; confirm with --confirm {source.name}")
+    layout = Layout(lake.warehouse, source.name)
+    before = {uri: table_version(uri) for uri in (layout.bronze, layout.quarantine)}
+    for uri in (layout.bronze, layout.quarantine, layout.ledger):
+        if tables.schema_or_none(spark, uri) is not None:
+            tables.retry_conflicts(lambda: spark.sql(f"DELETE FROM {tables.ref(uri)}"))
+    versions = SchemaLog(layout.schemas).clear()
+    log(f"reset {source.name}: emptied {layout.bronze} (was version {before[layout.bronze]}; time travel "
+        f"with versionAsOf={before[layout.bronze]} reads the old rows), its quarantine and ledger, and "
+        f"{versions} schema version(s). The next run re-ingests every landed file.")
+    return {"bronze_version_before": before[layout.bronze], "schema_versions_cleared": versions}
