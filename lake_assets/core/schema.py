@@ -69,9 +69,9 @@ class Inferrer:
             kind = "string"
         if acc is None or acc == kind:
             return kind
-        if {acc, kind} == {"bigint", "double"}:
+        if isinstance(acc, str) and {acc, kind} == {"bigint", "double"}:
             return "double"
-        self.conflicts += 1
+        self.conflicts += 1  # also a scalar where a struct or array was seen first
         return acc
 
     def result(self) -> T.StructType:
@@ -133,7 +133,7 @@ def name_problem(name: str, siblings: list[str], reserved: frozenset[str] = froz
         return "empty name"
     if INVALID_NAME_CHARS.search(name):
         return "characters Delta rejects"
-    if name in reserved:
+    if name.lower() in {r.lower() for r in reserved}:  # the engine resolves names ignoring case
         return "reserved column name"
     lowered = name.lower()
     for other in siblings:
@@ -257,6 +257,10 @@ def _apply_hint(t: T.DataType | None, path: list[str], hint: T.DataType) -> T.Da
     if not path:
         return hint
     head, rest = path[0], path[1:]
+    if t is None and head == "element":  # an absent field hinted through its elements: an array
+        t = T.ArrayType(T.NullType())
+    if t is None and head in ("key", "value"):  # ... through its keys or values: a map
+        t = T.MapType(T.StringType(), T.StringType())
     if isinstance(t, T.ArrayType) and head == "element":
         return T.ArrayType(_apply_hint(t.elementType, rest, hint))
     if isinstance(t, T.MapType) and head in ("key", "value"):

@@ -1,0 +1,22 @@
+"""The Dagster code location: `dagster dev -m lake_assets.definitions`.
+
+Loading reads and validates the lake YAML only; no Spark, no S3 calls."""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from lake_assets.config import load_config
+from lake_assets.orchestration.bronze import bronze_asset
+from lake_assets.orchestration.resources import LakeResource
+
+
+def build_definitions(config_path: str | None = None) -> Definitions:
+    lake = load_config(config_path)
+    return Definitions(
+        assets=[bronze_asset(lake, source) for source in lake.sources.values()],
+        resources={"lake_resource": LakeResource(config_path=config_path)},
+    )
+
+
+defs = build_definitions()
