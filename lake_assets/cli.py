@@ -116,7 +116,7 @@ def cmd_schema(args, lake) -> int:
     log = SchemaLog(Layout(lake.warehouse, source.name).schemas)
     versions = log.versions()
     if args.action == "accept":
-        version = log.accept_pending()
+        version = log.accept()
         print(f"{source.name}: accepted schema version {version.version}: {json.dumps(version.changes)}")
         return 0
     if not versions:

@@ -8,6 +8,7 @@ from dagster import Definitions
 
 from lake_assets.config import load_config
 from lake_assets.orchestration.bronze import bronze_asset
+from lake_assets.orchestration.checks import bronze_checks
 from lake_assets.orchestration.resources import LakeResource
 
 
@@ -15,6 +16,7 @@ def build_definitions(config_path: str | None = None) -> Definitions:
     lake = load_config(config_path)
     return Definitions(
         assets=[bronze_asset(lake, source) for source in lake.sources.values()],
+        asset_checks=[check for source in lake.sources.values() for check in bronze_checks(lake, source)],
         resources={"lake_resource": LakeResource(config_path=config_path)},
     )
 

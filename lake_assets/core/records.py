@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import math
 import re
 
 import orjson
@@ -29,22 +30,39 @@ class Malformed(ValueError):
 
 def parse_line(line: bytes | str) -> dict:
     """Parse one NDJSON line into a dict, or raise Malformed with the reason."""
+    if isinstance(line, str):
+        line = line.encode("utf-8", "surrogatepass")
+    long_integer = _LONG_INTEGER.search(line) is not None
     try:
         value = orjson.loads(line)
+        if long_integer:
+            value = _parse_exact(line)
     except orjson.JSONDecodeError as exc:
-        value = _parse_big_ints(line, exc)
+        if not long_integer:
+            raise Malformed(f"invalid JSON: {exc}") from None
+        value = _parse_exact(line)
     if not isinstance(value, dict):
         raise Malformed(f"not a JSON object (a JSON {type(value).__name__})")
     return value
 
 
-def _parse_big_ints(line, exc):
-    # orjson stops at 64-bit integers; the standard parser takes any size (but not NaN/Infinity).
-    def reject(name):
-        raise Malformed(f"invalid JSON constant {name}")
+# orjson rounds integers past 64 bits to floats (or fails on them); the standard parser keeps them exact.
+_LONG_INTEGER = re.compile(rb"[:\[,]\s*-?\d{19,}\s*[,}\]]")
+
+
+def _parse_exact(line: bytes):
+    def reject(text):
+        raise Malformed(f"invalid JSON: number out of range or not a number: {text}")
+
+    def number(text):
+        value = float(text)
+        return reject(text) if math.isinf(value) else value
+
     try:
-        return json.loads(line, parse_constant=reject)
-    except (ValueError, RecursionError):
+        return json.loads(line, parse_constant=reject, parse_float=number)
+    except Malformed:
+        raise
+    except (ValueError, RecursionError) as exc:
         raise Malformed(f"invalid JSON: {exc}") from None
 
 
@@ -118,7 +136,10 @@ def fit_atomic(value, t: T.DataType) -> tuple[bool, object]:
         return isinstance(value, int) and -bound <= value < bound, value
     if isinstance(t, (T.DoubleType, T.FloatType)):
         if isinstance(value, (int, float)):
-            as_float = float(value)
+            try:
+                as_float = float(value)
+            except OverflowError:  # an integer past the double range
+                return False, value
             if isinstance(t, T.FloatType) and abs(as_float) > 3.4028234e38:
                 return False, value
             return True, as_float if isinstance(value, int) and abs(value) >= 2**53 else value
@@ -148,8 +169,12 @@ def fit_atomic(value, t: T.DataType) -> tuple[bool, object]:
                 return False, value
             if ts.tzinfo is None:
                 ts = ts.replace(tzinfo=dt.timezone.utc)
-            # One canonical UTC form, parsed by from_json with TIMESTAMP_FORMAT.
-            return True, ts.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+            try:
+                ts = ts.astimezone(dt.timezone.utc)
+            except OverflowError:  # the UTC instant falls outside years 1..9999
+                return False, value
+            # One canonical UTC form (four-digit year), parsed by from_json with TIMESTAMP_FORMAT.
+            return True, ts.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         return False, value
     return False, value
 
@@ -157,4 +182,8 @@ def fit_atomic(value, t: T.DataType) -> tuple[bool, object]:
 def rescued_json(rescued: dict, file_path: str) -> str | None:
     if not rescued:
         return None
-    return orjson.dumps({**rescued, "_file_path": file_path}).decode()
+    doc = {**rescued, "_file_path": file_path}
+    try:
+        return orjson.dumps(doc).decode()
+    except orjson.JSONEncodeError:  # integers past 64 bits
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))

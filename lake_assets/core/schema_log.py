@@ -91,10 +91,31 @@ class SchemaLog:
         storage.delete(self._pending_uri)
         return version
 
+    # -- the accepted baseline the drift check compares against
+    @property
+    def _accepted_uri(self) -> str:
+        return storage.join(self.uri, "accepted.json")
+
+    def accepted(self) -> SchemaVersion | None:
+        if not storage.exists(self._accepted_uri):
+            return None
+        return SchemaVersion.from_json(storage.read_bytes(self._accepted_uri))
+
+    def accept(self) -> SchemaVersion:
+        """Accept the pending schema if there is one, then pin the current version as accepted."""
+        if self.pending() is not None:
+            self.accept_pending()
+        current = self.current()
+        if current is None:
+            raise LookupError("no schema yet: nothing has been ingested")
+        storage.write_bytes(self._accepted_uri, current.to_json())
+        return current
+
     def clear(self) -> int:
         """Remove every version (reset); returns how many there were."""
         versions = self.versions()
         for v in versions:
             storage.delete(self._version_uri(v.version))
         storage.delete(self._pending_uri)
+        storage.delete(self._accepted_uri)
         return len(versions)

@@ -1,0 +1,331 @@
+"""Bronze throughput against the engine's own JSON reader, on the same nested NDJSON.
+
+    .venv/bin/python benchmarks/bronze_throughput.py --mb 100
+
+Generates about N MB of drifting device telemetry (lake_assets.demo.data.generate_records) in
+~20 local files — the first half in the day-1 shape, then files with new fields (`battery_pct`,
+`signals[].unit`), then files where `device.fw.minor` is sometimes a string (type conflicts, so
+the rescue path runs) — and loads it into Delta three ways in one process:
+
+  plain   spark.read.json(files) -> Delta append            (the ceiling: no rescue, no lineage;
+                                                              it reads a clean twin of the files, as
+                                                              it fails on any type conflict)
+  bronze  lake_assets.core.bronze.ingest(...)                (ours: full-batch inference, rescue,
+                                                              _source_file/_line, ledger, schema log)
+  text    spark.read.text -> from_json(bronze schema) -> Delta   (optional, --no-text skips it)
+
+Prints MB/s for each, the bronze/plain ratio (the target is >= 0.40), the peak RSS of each phase,
+and where bronze spends its time: the phases between ingest's checkpoints, and the Python time
+inside the two passes over the files (lake_scan, lake_lines), which the embedded engine runs in
+this process under one GIL. `--profile` adds a cProfile of both passes over one file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import json
+import os
+import pstats
+import resource
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+MB = 1024 * 1024
+DAY = dt.date(2026, 11, 18)
+
+
+# ---------------------------------------------------------------- memory
+
+def _status(key: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak() -> None:
+    """Linux: restart the VmHWM (peak RSS) counter, so each phase reports its own peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss() -> int:
+    hwm = _status("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def gib(n: int) -> str:
+    return f"{n / 1024**3:.2f} GiB"
+
+
+# ---------------------------------------------------------------- data
+
+def generate(root: Path, mb: int, files: int, seed: int) -> tuple[list[str], list[str], int]:
+    """~`mb` MB of NDJSON in `files` files under root/landing/telemetry/YYYY/MM/DD/, and a clean
+    twin of them under root/clean/ (the same records with the type conflicts undone, which the
+    engine's JSON reader needs: it fails the query on any of them). (landing paths, clean paths, bytes)."""
+    from lake_assets.demo.data import generate_records, to_ndjson
+
+    folder = root / "landing" / "telemetry" / f"{DAY:%Y/%m/%d}"
+    clean_folder = root / "clean"
+    folder.mkdir(parents=True, exist_ok=True)
+    clean_folder.mkdir(parents=True, exist_ok=True)
+    per_file = mb * MB // files
+    paths, clean_paths, total, offset = [], [], 0, 0
+    for i in range(files):
+        # Drift: day-1 shape for the first half, new fields next, type conflicts in the last fifth.
+        day = 1 if i < files // 2 else 2 if i < files - max(1, files // 5) else 3
+        path, clean_path = folder / f"part-{i:03d}.json", clean_folder / f"part-{i:03d}.json"
+        size = 0
+        with open(path, "wb") as fh, open(clean_path, "wb") as clean_fh:
+            while size < per_file:
+                records = generate_records(500, seed, day=day, date=DAY, start=offset)
+                offset += 500
+                body = to_ndjson(records)
+                fh.write(body)
+                size += len(body)
+                for r in records:
+                    fw = r["device"]["fw"]
+                    if isinstance(fw["minor"], str):
+                        fw["minor"] = int(fw["minor"].split("-")[0])
+                clean_fh.write(to_ndjson(records))
+        paths.append(str(path))
+        clean_paths.append(str(clean_path))
+        total += size
+    return paths, clean_paths, total
+
+
+# ---------------------------------------------------------------- instrumentation
+
+class Timeline:
+    """Timestamps of ingest's checkpoints and log lines, and Python time inside the data sources."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.events: list[tuple[float, str]] = []
+        self.inside: dict[str, float] = defaultdict(float)
+        self.rows: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    def mark(self, name: str) -> None:
+        self.events.append((time.perf_counter() - self.t0, name))
+
+    def install(self) -> None:
+        from lake_assets.core import bronze, reader
+
+        original_checkpoint = bronze.checkpoint
+
+        def checkpoint(point: str) -> None:
+            self.mark(f"checkpoint {point}")
+            original_checkpoint(point)
+
+        bronze.checkpoint = checkpoint
+        for name, cls in (("scan", reader._ScanReader), ("lines", reader._LinesReader)):
+            cls.read = self._timed(name, cls.read)
+
+    def _timed(self, name: str, read):
+        timeline = self
+
+        def timed_read(reader_self, partition):
+            it = iter(read(reader_self, partition))
+            while True:
+                start = time.perf_counter()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    timeline._add(name, time.perf_counter() - start, 0)
+                    return
+                rows = item.num_rows if hasattr(item, "num_rows") else 1
+                timeline._add(name, time.perf_counter() - start, rows)
+                yield item
+
+        return timed_read
+
+    def _add(self, name: str, seconds: float, rows: int) -> None:
+        with self._lock:
+            self.inside[name] += seconds
+            self.rows[name] += rows
+
+
+# ---------------------------------------------------------------- the three paths
+
+def run_plain(spark, files: list[str], out: str) -> int:
+    df = spark.read.json(files)
+    df.write.format("delta").mode("append").save(out)
+    return spark.read.format("delta").load(out).count()
+
+
+def run_bronze(spark, landing: str, warehouse: str, timeline: Timeline):
+    from lake_assets.config import parse_config
+    from lake_assets.core import bronze
+
+    lake = parse_config(f"""
+landing: {landing}
+warehouse: {warehouse}
+sources:
+  telemetry:
+    path: telemetry/
+    format: json
+    start_date: 2026-11-01
+    schema_evolution_mode: addNewColumns
+    schema_hints: "event_id STRING, recorded_at TIMESTAMP"
+""")
+    source = lake.source("telemetry")
+
+    def log(message: str) -> None:
+        timeline.mark(f"log: {message[:110]}")
+
+    timeline.mark("ingest start")
+    result = bronze.ingest(spark, lake, source, [DAY.isoformat()], log=log)
+    timeline.mark("ingest end")
+    return result, bronze.Layout(lake.warehouse, source.name).bronze
+
+
+def run_text(spark, files: list[str], schema, out: str) -> int:
+    from pyspark.sql import functions as F
+
+    df = spark.read.text(files).select(F.from_json("value", schema).alias("r")).select("r.*")
+    df.write.format("delta").mode("append").save(out)
+    return spark.read.format("delta").load(out).count()
+
+
+def timed(label: str, fn, nbytes: int, results: dict):
+    reset_peak()
+    start = time.perf_counter()
+    value = fn()
+    seconds = time.perf_counter() - start
+    results[label] = {"seconds": seconds, "mb_s": nbytes / MB / seconds, "peak_rss": peak_rss()}
+    print(f"  {label:<7} {seconds:7.2f} s  {nbytes / MB / seconds:7.1f} MB/s  peak RSS {gib(peak_rss())}"
+          f"  ({value})", flush=True)
+    return value
+
+
+# ---------------------------------------------------------------- profile one file
+
+def profile_passes(path: str, schema_json: str, top: int) -> None:
+    """cProfile the scan and the lines pass over one file, outside Spark."""
+    from lake_assets.core import reader
+
+    size = os.path.getsize(path)
+    info = {"uri": path, "size": size, "day": DAY.isoformat(), "malformed": [], "walk": True}
+    for name, cls, options in (
+        ("scan", reader._ScanReader, {"files": json.dumps([info])}),
+        ("lines (walk)", reader._LinesReader, {"files": json.dumps([info]), "schema": schema_json}),
+        ("lines (no walk)", reader._LinesReader, {"files": json.dumps([{**info, "walk": False}]),
+                                                  "schema": schema_json}),
+    ):
+        r = cls(options)
+        profiler = cProfile.Profile()
+        start = time.perf_counter()
+        profiler.enable()
+        for _ in r.read(reader._Files(r.files)):
+            pass
+        profiler.disable()
+        seconds = time.perf_counter() - start
+        print(f"\n--- cProfile {name}: {Path(path).name}, {size / MB:.1f} MB in {seconds:.2f} s "
+              f"({size / MB / seconds:.1f} MB/s single-threaded, profiler on)")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+
+
+# ---------------------------------------------------------------- main
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mb", type=int, default=100, help="MB of NDJSON to generate (default 100)")
+    parser.add_argument("--files", type=int, default=20, help="number of files (default 20)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--dir", help="work folder (default: a temp folder, removed afterwards)")
+    parser.add_argument("--no-text", action="store_true", help="skip the read.text -> from_json path")
+    parser.add_argument("--profile", action="store_true", help="also cProfile both passes over one file")
+    parser.add_argument("--json", help="also write the results as JSON to this file")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("RUST_LOG", "error")
+    work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bronze_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        landing, out = work / "landing", work / "out"
+        for folder in (out, landing, work / "clean"):
+            shutil.rmtree(folder, ignore_errors=True)
+        start = time.perf_counter()
+        files, clean_files, nbytes = generate(work, args.mb, args.files, args.seed)
+        print(f"generated {nbytes / MB:.1f} MB in {len(files)} files in {time.perf_counter() - start:.1f} s "
+              f"({work})", flush=True)
+
+        from lake_assets.engine import spark_session
+
+        timeline = Timeline()
+        timeline.install()
+        spark = spark_session()
+        spark.range(1).collect()  # server start-up is not part of any path
+        cores = os.cpu_count()
+        print(f"engine: embedded Sail, {cores} cores; peak RSS before the runs {gib(peak_rss())}", flush=True)
+
+        results: dict = {"mb": nbytes / MB, "files": len(files), "cores": cores}
+        plain_rows = timed("plain", lambda: run_plain(spark, clean_files, str(out / "plain")), nbytes, results)
+        timeline.t0 = time.perf_counter()
+        result, table = timed("bronze", lambda: run_bronze(spark, str(landing), str(out / "warehouse"), timeline),
+                              nbytes, results)
+        bronze_rows = result.records
+        results["bronze"].update(records=result.records, rescued=result.rescued, malformed=result.malformed)
+        if not args.no_text:
+            from lake_assets.core.bronze import AUDIT_COLUMNS
+
+            full = spark.read.format("delta").load(table).schema
+            data_schema = type(full)([f for f in full.fields if f.name not in AUDIT_COLUMNS
+                                      and f.name != "_rescued_data"])
+            timed("text", lambda: run_text(spark, files, data_schema, str(out / "text")), nbytes, results)
+        if plain_rows != bronze_rows:
+            print(f"  NOTE: plain wrote {plain_rows} rows, bronze {bronze_rows}")
+
+        ratio = results["bronze"]["mb_s"] / results["plain"]["mb_s"]
+        results["ratio"] = ratio
+        print(f"\nbronze / plain = {ratio:.2f}  (target >= 0.40: {'met' if ratio >= 0.40 else 'NOT met'})")
+        print(f"bronze: {result.records} records, {result.rescued} with rescued data, {result.malformed} malformed")
+        print(f"process peak RSS (whole run) {gib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)}")
+
+        print("\nbronze timeline (s since ingest was called; each line: time spent since the previous one):")
+        previous = 0.0
+        breakdown = []
+        for at, name in timeline.events:
+            breakdown.append({"at": at, "delta": at - previous, "event": name})
+            print(f"  {at:7.2f}  +{at - previous:6.2f}  {name}")
+            previous = at
+        results["timeline"] = breakdown
+        total = results["bronze"]["seconds"]
+        print("\nPython time inside the data sources (GIL-bound, in this process):")
+        for name in ("scan", "lines"):
+            seconds = timeline.inside[name]
+            print(f"  {name:<6} {seconds:6.2f} s  ({seconds / total:5.1%} of bronze wall time, "
+                  f"{nbytes / MB / seconds if seconds else 0:6.1f} MB/s)  {timeline.rows[name]} row(s) out")
+        results["python_seconds"] = dict(timeline.inside)
+
+        if args.profile:
+            schema = spark.read.format("delta").load(table).schema
+            from lake_assets.core.bronze import AUDIT_COLUMNS
+
+            target = type(schema)([f for f in schema.fields if f.name not in AUDIT_COLUMNS
+                                   and f.name != "_rescued_data"])
+            profile_passes(files[-1], target.json(), 12)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    finally:
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
