@@ -140,6 +140,18 @@ def cmd_schema(args, lake) -> int:
     return 0
 
 
+def cmd_demo(args, lake) -> int:
+    from lake_assets.demo.run import run_demo
+
+    return run_demo()
+
+
+def cmd_dev(args, lake) -> int:
+    from lake_assets.demo.run import run_dev
+
+    return run_dev(args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lake", description="Operate a lake_assets lake (config: $LAKE_CONFIG "
                                                                 "or the bundled demo config).")
@@ -174,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--old", type=int, help="diff: from version (default: the one before last)")
     p.add_argument("--new", type=int, help="diff: to version (default: last)")
     p.set_defaults(func=cmd_schema)
+    sub.add_parser("demo", help="run the demo: local S3, demo data, the whole pipeline, a summary") \
+        .set_defaults(func=cmd_demo)
+    p = sub.add_parser("dev", help="the demo stack plus `dagster dev` (Ctrl-C stops both)")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_dev)
     return parser
 
 

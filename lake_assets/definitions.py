@@ -4,12 +4,19 @@ Loading reads and validates the lake YAML only; no Spark, no S3 calls."""
 
 from __future__ import annotations
 
-from dagster import Definitions
+import warnings
+
+from dagster import BetaWarning, Definitions, PreviewWarning
 
 from lake_assets.config import load_config
 from lake_assets.orchestration.bronze import bronze_asset
 from lake_assets.orchestration.checks import bronze_checks
 from lake_assets.orchestration.resources import LakeResource
+
+
+# Partitioned asset checks and backfill policies are marked beta/preview; we rely on them knowingly.
+warnings.filterwarnings("ignore", category=BetaWarning)
+warnings.filterwarnings("ignore", category=PreviewWarning)
 
 
 def build_definitions(config_path: str | None = None) -> Definitions:
