@@ -57,6 +57,11 @@ class SourceConfig(_Strict):
     max_files_per_run: int = Field(1000, gt=0)
     max_bytes_per_run: int = Field(10 * 1024**3, gt=0)
     claim_timeout_minutes: int = Field(120, gt=0)
+    # File discovery for the sensor (Auto Loader: useNotifications, queueUrl, backfillInterval).
+    use_notifications: bool = False
+    queue_url: str | None = None
+    backfill_interval_hours: float = Field(24, gt=0)
+    lookback_days: int = Field(2, ge=1)
     checks: ChecksConfig = ChecksConfig()
 
     @field_validator("schema_hints")
@@ -74,6 +79,12 @@ class SourceConfig(_Strict):
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
             raise ValueError("must be a plain column name (letters, digits, _)")
         return value
+
+    @model_validator(mode="after")
+    def _queue_for_notifications(self):
+        if self.use_notifications and not self.queue_url:
+            raise ValueError("use_notifications needs queue_url (the SQS queue receiving the S3 events)")
+        return self
 
     @property
     def hints(self):

@@ -12,6 +12,7 @@ from lake_assets.config import load_config
 from lake_assets.orchestration.bronze import bronze_asset
 from lake_assets.orchestration.checks import bronze_checks
 from lake_assets.orchestration.resources import LakeResource
+from lake_assets.orchestration.sensors import bronze_sensor
 
 
 # Partitioned asset checks and backfill policies are marked beta/preview; we rely on them knowingly.
@@ -24,6 +25,7 @@ def build_definitions(config_path: str | None = None) -> Definitions:
     return Definitions(
         assets=[bronze_asset(lake, source) for source in lake.sources.values()],
         asset_checks=[check for source in lake.sources.values() for check in bronze_checks(lake, source)],
+        sensors=[bronze_sensor(lake, source) for source in lake.sources.values()],
         resources={"lake_resource": LakeResource(config_path=config_path)},
     )
 

@@ -8,6 +8,7 @@ import datetime as dt
 import gzip
 import os
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,7 +157,7 @@ def read_text_lines(uri: str, etag: str | None = None) -> list[bytes]:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise StorageError(f"{uri} is not a readable gzip file: {exc}") from None
     return data.split(b"\n")
 

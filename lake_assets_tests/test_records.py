@@ -177,3 +177,14 @@ def test_rescued_json():
 
 def test_rescued_json_keeps_integers_beyond_64_bits_verbatim():
     assert json.loads(rescued_json({"n": 10**30 + 7}, "/x")) == {"n": 10**30 + 7, "_file_path": "/x"}
+
+
+def test_rescued_json_never_overwrites_a_data_field_named_file_path():
+    assert json.loads(rescued_json({"_file_path": "mine", "a._file_path": 1}, "/x")) == \
+        {"`_file_path`": "mine", "a._file_path": 1, "_file_path": "/x"}
+
+
+def test_fit_atomic_decimal_integers_past_64_bits_are_written_as_exact_text():
+    assert fit_atomic(10**25, T.DecimalType(38, 0)) == (True, str(10**25))
+    assert fit_atomic(10**25, T.DecimalType(20, 0))[0] is False
+    assert fit_atomic(5, T.DecimalType(38, 0)) == (True, 5)

@@ -298,7 +298,8 @@ def _load(spark, source: SourceConfig, layout: Layout, claimed: list[Planned], b
     result.malformed += malformed
     result.rescued += rescued
     if source.schema_evolution_mode == "none":
-        result.ignored_fields = sorted(set(result.ignored_fields) | set(evolution.new_fields))
+        result.ignored_fields = sorted(set(result.ignored_fields) | set(evolution.new_fields)
+                                       | set(evolution.rejected))
     result.failed.update(failed)
     log(f"{source.name}: {write_mode} {records} row(s) from {len(readable)} file(s) "
         f"({malformed} malformed, {rescued} with rescued data) -> {layout.bronze}")

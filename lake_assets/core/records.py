@@ -151,7 +151,9 @@ def fit_atomic(value, t: T.DataType) -> tuple[bool, object]:
             exponent = d.as_tuple().exponent
             scale_used = max(0, -exponent)
             int_digits = max(0, digits + exponent)
-            return scale_used <= t.scale and int_digits <= t.precision - t.scale, value
+            fits = scale_used <= t.scale and int_digits <= t.precision - t.scale
+            # past 64 bits as text (the JSON encoder stops there; from_json reads decimals from strings)
+            return fits, str(value) if isinstance(value, int) and not -2**63 <= value < 2**63 else value
         return False, value
     if isinstance(t, T.DateType):
         if isinstance(value, str) and _DATE.match(value):
@@ -182,7 +184,9 @@ def fit_atomic(value, t: T.DataType) -> tuple[bool, object]:
 def rescued_json(rescued: dict, file_path: str) -> str | None:
     if not rescued:
         return None
-    doc = {**rescued, "_file_path": file_path}
+    # a data field named like the file key keeps its value under a quoted path (`_file_path`)
+    doc = {("`_file_path`" if k == "_file_path" else k): v for k, v in rescued.items()}
+    doc["_file_path"] = file_path
     try:
         return orjson.dumps(doc).decode()
     except orjson.JSONEncodeError:  # integers past 64 bits

@@ -1,0 +1,146 @@
+"""Finding newly landed files cheaply, for sensors.
+
+A tick lists only the recent day folders: when every key under the source prefix carries its
+date at the same place (`…/2026/11/20/…`, `…/dt=2026-11-20/…`), S3's `StartAfter` jumps straight
+to the first folder of the look-back window, so a tick costs in proportion to the recent objects,
+not to the whole history. Keys seen in the window are remembered (per day, by digest) in the
+cursor, so a file is never skipped because of its name or its timestamp. A periodic sweep lists
+everything and compares it with the ingestion ledger, catching late files in old folders and lost
+notifications (Auto Loader's `backfillInterval`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import unquote_plus
+
+from lake_assets import storage
+from lake_assets.core.partitions import landing_date
+
+_DATE_IN_KEY = [
+    (re.compile(r"^(.*?)(\d{4})/(\d{2})/(\d{2})/"), "%Y/%m/%d"),
+    (re.compile(r"^(.*?(?:dt|date|ds|day|landing_date)=)(\d{4})-(\d{2})-(\d{2})/"), "%Y-%m-%d"),
+    (re.compile(r"^(.*?)(\d{4})-(\d{2})-(\d{2})/"), "%Y-%m-%d"),
+]
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+@dataclass
+class Cursor:
+    """What a sensor remembers between ticks (stored as the Dagster cursor)."""
+    layout: list[str] | None = None                         # [folder text before the date, strftime format]
+    known: dict[str, dict[str, str]] = field(default_factory=dict)  # day -> {key digest: etag digest}
+    last_sweep: float | None = None                         # epoch seconds
+    pending_deletes: list[str] = field(default_factory=list)  # SQS receipt handles to delete next tick
+
+    def dumps(self) -> str:
+        return json.dumps(self.__dict__, separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, text: str | None) -> "Cursor":
+        if not text:
+            return cls()
+        try:
+            return cls(**json.loads(text))
+        except (ValueError, TypeError):
+            return cls()  # an unreadable cursor only costs a sweep
+
+
+def detect_layout(prefix: str, files: list[storage.FileInfo]) -> list[str] | None:
+    """The one place every key keeps its date, if there is one."""
+    found = None
+    for f in files:
+        rel = f.uri[len(prefix):].lstrip("/")
+        for pattern, fmt in _DATE_IN_KEY:
+            m = pattern.match(rel)
+            if m:
+                layout = [m.group(1), fmt]
+                break
+        else:
+            return None
+        if found not in (None, layout):
+            return None
+        found = layout
+    return found
+
+
+@dataclass
+class Discovery:
+    new: dict[str, list[storage.FileInfo]]   # landing day -> files not seen before (or changed)
+    cursor: Cursor
+    swept: bool
+    listed: int
+
+
+def discover(prefix: str, cursor: Cursor, now: dt.datetime, *, lookback_days: int = 2,
+             sweep_every: dt.timedelta = dt.timedelta(hours=24),
+             ingested: Callable[[], dict[str, str]] | None = None) -> Discovery:
+    """New or changed files under `prefix` since the cursor; `ingested()` gives {uri: etag} of
+    committed files and is read only on a sweep."""
+    today = now.astimezone(dt.timezone.utc).date()
+    window = {(today - dt.timedelta(days=i)).isoformat() for i in range(lookback_days)}
+    sweep = cursor.layout is None or cursor.last_sweep is None or \
+        now.timestamp() - cursor.last_sweep >= sweep_every.total_seconds()
+    if sweep:
+        files = list(storage.list_files(prefix))
+        layout = detect_layout(prefix, files)
+    else:
+        layout = cursor.layout
+        start = (today - dt.timedelta(days=lookback_days - 1)).strftime(layout[1])
+        # StartAfter is exclusive and lexical: "<prefix>/<before>2026/11/20" precedes every key of that day.
+        files = list(storage.list_files(prefix, start_after=storage.join(prefix, layout[0] + start)))
+
+    new: dict[str, list[storage.FileInfo]] = {}
+    known: dict[str, dict[str, str]] = {day: dict(keys) for day, keys in cursor.known.items() if day in window}
+    done = ingested() if sweep and ingested else {}
+    for f in files:
+        day = landing_date(f.uri[len(prefix):], f.last_modified).isoformat()
+        key, etag = _digest(f.uri), _digest(f.etag)
+        remembered = known.get(day, {}).get(key) if day in known else None
+        if sweep:
+            is_new = done.get(f.uri) != f.etag and remembered != etag
+        else:
+            is_new = remembered != etag
+        if is_new:
+            new.setdefault(day, []).append(f)
+        if day in window or day > today.isoformat():
+            known.setdefault(day, {})[key] = etag
+    out = Cursor(layout if layout else None, known, now.timestamp() if sweep else cursor.last_sweep,
+                 cursor.pending_deletes)
+    if sweep and layout is None:
+        out.last_sweep = None  # no date layout: every tick is a full listing
+        out.layout = None
+    return Discovery(new, out, sweep, len(files))
+
+
+def run_key(source: str, day: str, files: list[storage.FileInfo]) -> str:
+    """Stable per set of (file, etag): the same files never start two runs."""
+    digest = hashlib.sha1("\n".join(sorted(f"{f.uri}@{f.etag}" for f in files)).encode()).hexdigest()[:16]
+    return f"{source}:{day}:{digest}"
+
+
+def s3_event_records(message_body: str) -> list[tuple[str, str, str | None]]:
+    """(bucket, key, etag) of the object-created records in an S3 event notification body
+    (directly from S3, or wrapped by SNS); test events and other records give nothing."""
+    try:
+        body = json.loads(message_body)
+    except ValueError:
+        return []
+    if isinstance(body, dict) and "Message" in body and "Records" not in body:  # SNS envelope
+        return s3_event_records(body["Message"])
+    out = []
+    for record in body.get("Records", []) if isinstance(body, dict) else []:
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        s3 = record.get("s3", {})
+        out.append((s3.get("bucket", {}).get("name"), unquote_plus(s3.get("object", {}).get("key", "")),
+                    s3.get("object", {}).get("eTag")))
+    return out
