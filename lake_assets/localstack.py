@@ -5,16 +5,23 @@
         s3.create_buckets("lake-landing", "lake-warehouse")
 
 The server is a subprocess (`python -m moto.server`); it is killed on `stop()`, on leaving the
-`with` block, and at interpreter exit, so no orphan servers stay around. State is in memory only.
+`with` block, and at interpreter exit (and, on Linux, when this process dies), so no orphan
+servers stay around. State is in memory only.
+
+Call `apply_env()` before the first Spark session or S3 client of the process: the embedded Sail
+server reads the S3 endpoint once, when it starts, and keeps using it; a second LocalS3 in the same
+process (a new port) is not seen by it. In tests, share one server per session.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -49,6 +56,7 @@ class LocalS3:
     def __init__(self) -> None:
         self.port: int | None = None
         self._proc: subprocess.Popen | None = None
+        self._workdir: str | None = None
 
     @property
     def endpoint(self) -> str:
@@ -63,9 +71,23 @@ class LocalS3:
     def start(self, timeout: float = 30.0) -> LocalS3:
         if self.running:
             return self
+        for _ in range(3):  # the free port can be taken between picking and binding it
+            if self._launch(timeout):
+                return self
+        raise LocalS3Error(f"moto server exited on start, three times (run `{sys.executable} -m moto.server "
+                           f"-H {HOST} -p PORT` to see why)")
+
+    def _launch(self, timeout: float) -> bool:
+        """Start the server; False if it exited at once (port taken), LocalS3Error if it never answers."""
         self.port = _free_port()
+        # The server's files (moto's request recording, `moto_recording` in its cwd) go to a
+        # private folder, not into whatever folder we were started from.
+        self._workdir = tempfile.mkdtemp(prefix="local-s3-")
+        env = {**os.environ}
+        env.setdefault("MOTO_RECORDER_FILEPATH", os.path.join(self._workdir, "moto_recording"))
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)],
+            cwd=self._workdir, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C in a terminal reaches us, and we stop it
             # PDEATHSIG fires when the *thread* that started the child ends, so only from the main thread.
@@ -73,16 +95,15 @@ class LocalS3:
             and threading.current_thread() is threading.main_thread() else None,
         )
         _running.add(self)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                code = self._proc.returncode
                 self.stop()
-                raise LocalS3Error(f"moto server exited with code {code} on start "
-                                   f"(run `{sys.executable} -m moto.server -H {HOST} -p PORT` to see why)")
+                return False
             try:
-                with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):
-                    return self
+                with opener.open(f"{self.endpoint}/moto-api/", timeout=1):
+                    return True
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.05)
         self.stop()
@@ -90,15 +111,17 @@ class LocalS3:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
+        workdir, self._workdir = self._workdir, None
         _running.discard(self)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     def __enter__(self) -> LocalS3:
         return self.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import os
+import urllib.error
 import urllib.request
 
 import orjson
@@ -20,24 +21,11 @@ PER_DAY = 40
 
 
 @pytest.fixture(scope="module")
-def s3():
-    saved = dict(os.environ)
-    server = LocalS3().start()
-    server.apply_env()
-    storage._local.__dict__.pop("s3", None)  # the per-thread client must see this endpoint
-    server.create_buckets("lake-landing", "lake-warehouse")
-    try:
-        yield server
-    finally:
-        server.stop()
-        storage._local.__dict__.pop("s3", None)
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-@pytest.fixture(scope="module")
-def landed(s3):
-    return data.land_demo_data("s3://lake-landing", START, days=DAYS, records_per_day=PER_DAY)
+def landed(local_s3):
+    """Demo data in a fresh bucket of the session's local S3 (conftest's local_s3)."""
+    bucket = f"landing-{START:%Y%m%d}-localstack"
+    local_s3.create_buckets(bucket)
+    return data.land_demo_data(f"s3://{bucket}", START, days=DAYS, records_per_day=PER_DAY)
 
 
 def _parse(lines: list[bytes]) -> tuple[list[dict], list[bytes]]:
@@ -54,23 +42,37 @@ def _parse(lines: list[bytes]) -> tuple[list[dict], list[bytes]]:
     return good, bad
 
 
-def test_server_answers_and_env(s3):
-    env = s3.env()
-    assert env["AWS_ENDPOINT_URL"] == s3.endpoint and s3.endpoint.startswith("http://127.0.0.1:")
-    assert env["AWS_ALLOW_HTTP"] == "true" and env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
-    assert os.environ["AWS_ENDPOINT_URL"] == s3.endpoint
-    with urllib.request.urlopen(f"{s3.endpoint}/moto-api/", timeout=5) as resp:
-        assert resp.status == 200
-    s3.create_buckets("lake-landing", "s3://lake-warehouse/some/prefix")  # idempotent
-    names = {b["Name"] for b in s3.client().list_buckets()["Buckets"]}
-    assert {"lake-landing", "lake-warehouse"} <= names
+def test_a_second_server_starts_answers_and_stops():
+    """Not applied to the environment: the session's server (conftest) stays the one in use."""
+    server = LocalS3()
+    with server:
+        env = server.env()
+        assert server.endpoint.startswith("http://127.0.0.1:") and env["AWS_ENDPOINT_URL"] == server.endpoint
+        assert env["AWS_ACCESS_KEY_ID"] == env["AWS_SECRET_ACCESS_KEY"] == "test"
+        assert env["AWS_ALLOW_HTTP"] == "true" and env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
+        with urllib.request.urlopen(f"{server.endpoint}/moto-api/", timeout=5) as resp:
+            assert resp.status == 200
+        server.create_buckets("alpha-bucket", "s3://beta-bucket/some/prefix")
+        server.create_buckets("alpha-bucket")  # idempotent
+        names = {b["Name"] for b in server.client().list_buckets()["Buckets"]}
+        assert names == {"alpha-bucket", "beta-bucket"}
+        proc = server._proc
+    assert proc.poll() is not None and not server.running
+    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+        urllib.request.urlopen(f"{server.endpoint}/moto-api/", timeout=2)
+
+
+def test_session_server_is_the_environment(local_s3):
+    for key, value in local_s3.env().items():
+        assert os.environ[key] == value
 
 
 def test_landed_files_listed_back(landed):
-    listed = list(storage.list_files("s3://lake-landing/telemetry/"))
+    bucket = landed[0].split("/")[2]
+    listed = list(storage.list_files(f"s3://{bucket}/telemetry/"))
     assert [f.uri for f in listed] == sorted(landed)
     assert len(listed) == DAYS * data.FILES_PER_DAY
-    keys = {f.uri.removeprefix("s3://lake-landing/") for f in listed}
+    keys = {f.uri.removeprefix(f"s3://{bucket}/") for f in listed}
     for i in range(DAYS):
         day = START + dt.timedelta(days=i)
         for part in ("part-000.json", "part-001.json", "part-002.json", "part-003.json.gz"):

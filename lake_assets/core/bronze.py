@@ -20,11 +20,10 @@ from pyspark.sql import types as T
 
 from lake_assets import storage
 from lake_assets.config import LakeConfig, SourceConfig
-from lake_assets.core import tables
+from lake_assets.core import reader, tables
 from lake_assets.core.faults import checkpoint
 from lake_assets.core.ledger import COMMITTED, FAILED, Entry, Ledger, is_stale, this_owner
 from lake_assets.core.partitions import landing_date
-from lake_assets.core.records import TIMESTAMP_FORMAT
 from lake_assets.core.schema import SchemaDiff, diff, evolve, merge_types, subsumes
 from lake_assets.core.schema_log import SchemaLog
 
@@ -196,7 +195,7 @@ def _load(spark, source: SourceConfig, layout: Layout, claimed: list[Planned], b
           ledger: Ledger, log) -> None:
     # 1. Scan: infer every record of the batch (not a sample) and find malformed lines.
     files = [{"uri": p.file.uri, "etag": p.file.etag, "size": p.file.size, "day": p.day} for p in claimed]
-    scans = {r["uri"]: r for r in spark.read.format("lake_scan").option("files", json.dumps(files)).load().collect()}
+    scans = reader.scan(spark, files)
     failed = {uri: r["error"] for uri, r in scans.items() if r["error"]}
     readable = [f for f in files if f["uri"] not in failed]
     checkpoint("scanned")
@@ -247,20 +246,12 @@ def _load(spark, source: SourceConfig, layout: Layout, claimed: list[Planned], b
     data_schema = T.StructType([f for f in table_schema.fields
                                 if f.name not in AUDIT_COLUMNS and f.name != source.rescued_data_column])
 
-    # 4. Lines: a file needs the per-record walk only if something in it may not fit as is.
-    for f in readable:
-        scan = scans[f["uri"]]
-        f["malformed"] = json.loads(scan["malformed"]) if scan["malformed"] else None
-        f["walk"] = bool(scan["conflicts"]) or not subsumes(target, T.StructType.fromJson(json.loads(scan["schema"])))
-    lines = (spark.read.format("lake_lines").option("files", json.dumps(readable))
-             .option("schema", target.json())
-             .option("rescue_unknown", "false" if source.schema_evolution_mode == "none" else "true").load())
+    # 4. Rows: parsed into the table's schema, with rescued data and audit columns.
     ingested_at = F.lit(dt.datetime.now(dt.timezone.utc)).cast("timestamp")
-    rows = (lines.where("corrupt IS NULL")
-            .select(F.from_json("value", data_schema, {"timestampFormat": TIMESTAMP_FORMAT}).alias("r"),
-                    F.col("rescued").alias(source.rescued_data_column), "_source_file", "_line", PARTITION_COLUMN)
-            .select("r.*", source.rescued_data_column, "_source_file", "_line",
-                    ingested_at.alias("_ingested_at"), F.lit(batch_id).alias("_batch_id"), PARTITION_COLUMN))
+    audit = [ingested_at.alias("_ingested_at"), F.lit(batch_id).alias("_batch_id")]
+    reader.plan_walks(readable, scans, target)
+    rows = reader.good_rows(spark, readable, target, data_schema, source.rescued_data_column,
+                            rescue_unknown=source.schema_evolution_mode != "none", audit=audit)
 
     # 5. Write: quarantine, then bronze. Fresh files append; others replace their own rows.
     fresh = all(p.seen is None or p.seen.status == FAILED for p in claimed if p.file.uri not in failed)
@@ -272,11 +263,7 @@ def _load(spark, source: SourceConfig, layout: Layout, claimed: list[Planned], b
              f"t._source_file IN ({', '.join(map(tables.sql_string, uris))})")
     with_malformed = [f for f in readable if scans[f["uri"]]["malformed"] != "[]"]
     if with_malformed or not fresh:
-        bad = (spark.read.format("lake_lines").option("files", json.dumps(with_malformed))
-               .option("schema", target.json()).load().where("corrupt IS NOT NULL")
-               .select("_source_file", "_line", F.col("corrupt").alias("_raw"), F.col("reason").alias("_error"),
-                       F.lit(batch_id).alias("_batch_id"), ingested_at.alias("_ingested_at"),
-                       PARTITION_COLUMN))
+        bad = reader.malformed_rows(spark, with_malformed, target, audit)
         _write(spark, bad, layout.quarantine, fresh, scope, batch_id, QUARANTINE_SCHEMA)
         checkpoint("quarantine_written")
     if uris:

@@ -151,6 +151,52 @@ class LinesSource(DataSource):
         return _LinesReader(self.options)
 
 
+def scan(spark, files: list[dict]) -> dict[str, object]:
+    """One row per file (see SCAN_SCHEMA), by URI."""
+    return {r["uri"]: r for r in spark.read.format("lake_scan").option("files", json.dumps(files)).load().collect()}
+
+
+def plan_walks(files: list[dict], scans: dict, target) -> None:
+    """Mark each file with its malformed lines and whether its records need the per-record walk:
+    only if something in it may not fit the target schema as is."""
+    from pyspark.sql import types as T
+
+    from lake_assets.core.schema import subsumes
+
+    for f in files:
+        scan = scans[f["uri"]]
+        f["malformed"] = json.loads(scan["malformed"]) if scan["malformed"] else None
+        f["walk"] = bool(scan["conflicts"]) or not subsumes(target, T.StructType.fromJson(json.loads(scan["schema"])))
+
+
+def _lines(spark, files: list[dict], target, rescue_unknown: bool = True):
+    return (spark.read.format("lake_lines").option("files", json.dumps(files)).option("schema", target.json())
+            .option("rescue_unknown", "true" if rescue_unknown else "false").load())
+
+
+def good_rows(spark, files: list[dict], target, data_schema, rescued_column: str, *, rescue_unknown: bool,
+              audit: list):
+    """The files' records as bronze rows: data columns of `data_schema`, the rescued column,
+    `_source_file`, `_line`, the `audit` columns, `_landing_date`."""
+    from pyspark.sql import functions as F
+
+    from lake_assets.core.records import TIMESTAMP_FORMAT
+
+    return (_lines(spark, files, target, rescue_unknown).where("corrupt IS NULL")
+            .select(F.from_json("value", data_schema, {"timestampFormat": TIMESTAMP_FORMAT}).alias("r"),
+                    F.col("rescued").alias(rescued_column), "_source_file", "_line", "_landing_date")
+            .select("r.*", rescued_column, "_source_file", "_line", *audit, "_landing_date"))
+
+
+def malformed_rows(spark, files: list[dict], target, audit: list):
+    """The files' malformed lines as quarantine rows."""
+    from pyspark.sql import functions as F
+
+    return (_lines(spark, files, target).where("corrupt IS NOT NULL")
+            .select("_source_file", "_line", F.col("corrupt").alias("_raw"), F.col("reason").alias("_error"),
+                    *audit, "_landing_date"))
+
+
 def register_sources(spark) -> None:
     spark.dataSource.register(ScanSource)
     spark.dataSource.register(LinesSource)
