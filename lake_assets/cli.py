@@ -140,6 +140,14 @@ def cmd_schema(args, lake) -> int:
     return 0
 
 
+def cmd_promote(args, lake) -> int:
+    from lake_assets.core.promote import promote
+
+    done = promote(_spark(lake), lake, lake.source(args.source), args.path, args.type)
+    print(json.dumps(done.__dict__))
+    return 0
+
+
 def cmd_demo(args, lake) -> int:
     from lake_assets.demo.run import run_demo
 
@@ -186,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--old", type=int, help="diff: from version (default: the one before last)")
     p.add_argument("--new", type=int, help="diff: to version (default: last)")
     p.set_defaults(func=cmd_schema)
+    p = sub.add_parser("promote", help="make a rescued field a column and move its historic values into it")
+    p.add_argument("source")
+    p.add_argument("path", help="field path, e.g. device.fw.patch")
+    p.add_argument("--type", help="column type (Spark DDL, e.g. BIGINT); default: inferred from the rescued values")
+    p.set_defaults(func=cmd_promote)
     sub.add_parser("demo", help="run the demo: local S3, demo data, the whole pipeline, a summary") \
         .set_defaults(func=cmd_demo)
     p = sub.add_parser("dev", help="the demo stack plus `dagster dev` (Ctrl-C stops both)")
@@ -198,13 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from lake_assets.core.bronze import IngestError
     from lake_assets.core.operations import OperatorError
+    from lake_assets.core.promote import PromoteError
+    from lake_assets.core.schema import SchemaError
     from lake_assets.engine import EngineError
     from lake_assets.storage import StorageError
 
     try:
         lake = load_config(args.config)
         return args.func(args, lake)
-    except (ConfigError, OperatorError, IngestError, StorageError, EngineError, LookupError) as exc:
+    except (ConfigError, OperatorError, IngestError, StorageError, EngineError, LookupError, PromoteError,
+            SchemaError) as exc:
         print(f"lake {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -11,6 +11,7 @@ from dagster import BetaWarning, Definitions, PreviewWarning
 from lake_assets.config import load_config
 from lake_assets.orchestration.bronze import bronze_asset
 from lake_assets.orchestration.checks import bronze_checks
+from lake_assets.orchestration.jobs import OPERATOR_JOBS
 from lake_assets.orchestration.resources import LakeResource
 from lake_assets.orchestration.sensors import bronze_sensor
 
@@ -25,6 +26,7 @@ def build_definitions(config_path: str | None = None) -> Definitions:
     return Definitions(
         assets=[bronze_asset(lake, source) for source in lake.sources.values()],
         asset_checks=[check for source in lake.sources.values() for check in bronze_checks(lake, source)],
+        jobs=OPERATOR_JOBS,
         sensors=[bronze_sensor(lake, source) for source in lake.sources.values()],
         resources={"lake_resource": LakeResource(config_path=config_path)},
     )

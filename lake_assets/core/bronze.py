@@ -237,7 +237,7 @@ def _load(spark, source: SourceConfig, layout: Layout, claimed: list[Planned], b
 
     # 3. Table schema first (a schema-only commit), so the batch can be parsed into exactly it.
     table_schema = tables.schema_or_none(spark, layout.bronze)
-    bronze_schema = _bronze_schema(target, source.rescued_data_column)
+    bronze_schema = bronze_table_schema(target, source.rescued_data_column)
     if table_schema is None or not subsumes(table_schema, bronze_schema):
         tables.retry_conflicts(lambda: tables.add_columns(spark, layout.bronze, bronze_schema, PARTITION_COLUMN,
                                                           batch_id))
@@ -330,7 +330,7 @@ def _outcomes(spark, layout: Layout, source: SourceConfig, batch_id: str, days: 
     return outcomes
 
 
-def _bronze_schema(data: T.StructType, rescued_column: str) -> T.StructType:
+def bronze_table_schema(data: T.StructType, rescued_column: str) -> T.StructType:
     return T.StructType(list(data.fields) + [
         T.StructField(rescued_column, T.StringType()), T.StructField("_source_file", T.StringType()),
         T.StructField("_line", T.LongType()), T.StructField("_ingested_at", T.TimestampType()),

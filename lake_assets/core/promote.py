@@ -1,0 +1,142 @@
+"""Promote a rescued field into a real column: add the column, move historic values out of the
+rescued JSON into it (one atomic MERGE), record the change in the schema log and accept it.
+Rerunning changes nothing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import orjson
+import pyarrow as pa
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lake_assets.config import LakeConfig, SourceConfig
+from lake_assets.core import tables
+from lake_assets.core.bronze import AUDIT_COLUMNS, PARTITION_COLUMN, Layout, bronze_table_schema
+from lake_assets.core.records import Fitter
+from lake_assets.core.schema import Inferrer, apply_hints, drop_unknown, parse_type
+from lake_assets.core.schema_log import SchemaLog
+
+_MOVED_SCHEMA = T.StructType([
+    T.StructField(PARTITION_COLUMN, T.StringType()), T.StructField("_source_file", T.StringType()),
+    T.StructField("_line", T.LongType()), T.StructField("new_rescued", T.StringType()),
+    T.StructField("value", T.StringType()),
+])
+
+
+class PromoteError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Promotion:
+    path: str
+    type: str
+    schema_version: int
+    rows_moved: int
+    rows_left: int   # rows whose value still does not fit the type (they stay rescued)
+
+
+def _field_type(schema: T.StructType, parts: list[str]) -> T.DataType | None:
+    t: T.DataType = schema
+    for part in parts:
+        if not isinstance(t, T.StructType) or part not in t.fieldNames():
+            return None
+        t = t[part].dataType
+    return t
+
+
+def _infer_from_rescued(spark, df, rescued: str, path: str) -> T.DataType:
+    def infer(batches):
+        inferrer = Inferrer()
+        for batch in batches:
+            for text in batch.column(0).to_pylist():
+                doc = orjson.loads(text)
+                if path in doc:
+                    inferrer.absorb({"v": doc[path]})
+        yield pa.RecordBatch.from_pylist([{"schema": inferrer.result().json()}])
+
+    merged = T.StructType([])
+    from lake_assets.core.schema import merge_types
+    for row in df.select(rescued).mapInArrow(infer, "schema string").collect():
+        merged = merge_types(merged, T.StructType.fromJson(json.loads(row["schema"])))
+    found = drop_unknown(merged)
+    if found is None or "v" not in found.fieldNames():
+        raise PromoteError(f"no rescued values for {path!r}; give the type with --type")
+    return found["v"].dataType
+
+
+def promote(spark, lake: LakeConfig, source: SourceConfig, path: str, type_ddl: str | None = None,
+            log=print) -> Promotion:
+    layout = Layout(lake.warehouse, source.name)
+    if "[" in path or not path or any(not p for p in path.split(".")):
+        raise PromoteError(f"{path!r}: give a field path like a.b.c (fields inside arrays cannot be promoted)")
+    parts = path.split(".")
+    schema_log = SchemaLog(layout.schemas)
+    current = schema_log.current()
+    if current is None or tables.schema_or_none(spark, layout.bronze) is None:
+        raise PromoteError(f"source {source.name!r} has no bronze table yet; ingest first")
+    rescued = source.rescued_data_column
+    if parts[0] in AUDIT_COLUMNS or parts[0] == rescued:
+        raise PromoteError(f"{path!r} is an audit column name and cannot become a data column")
+    table = tables.read(spark, layout.bronze)
+    key = json.dumps(path)
+    candidates = table.where(F.col(rescued).contains(key + ":"))
+
+    existing = _field_type(current.schema, parts)
+    wanted = parse_type(type_ddl) if type_ddl else (existing or _infer_from_rescued(spark, candidates, rescued, path))
+    if existing is not None and existing != wanted:
+        raise PromoteError(f"{path} is already a column of type {existing.simpleString()}; its rescued values "
+                           f"did not fit that type and stay rescued (a column's type never changes in place)")
+    parent = _field_type(current.schema, parts[:-1]) if len(parts) > 1 else current.schema
+    if parent is not None and not isinstance(parent, T.StructType):
+        raise PromoteError(f"{'.'.join(parts[:-1])} is not a struct")
+
+    # 1. Schema: log it and accept it (the drift check then sees no unaccepted change).
+    new_schema = apply_hints(current.schema, [(parts, wanted)])
+    version = schema_log.record(new_schema, f"promoted {path} {wanted.simpleString()}", [])
+    if version is None:
+        raise PromoteError("the schema log changed at the same time; run the command again")
+    schema_log.accept()
+    tables.add_columns(spark, layout.bronze, bronze_table_schema(new_schema, rescued), PARTITION_COLUMN,
+                       f"promote {path}")
+
+    # 2. Values: fit each rescued value to the type exactly as ingestion would; move those that fit.
+    fitter = Fitter(T.StructType([T.StructField("v", wanted)]))
+
+    def move(batches):
+        for batch in batches:
+            out = {f.name: [] for f in _MOVED_SCHEMA.fields}
+            for row in batch.to_pylist():
+                doc = orjson.loads(row[rescued])
+                if path not in doc:
+                    continue
+                clean, left, _ = fitter.fit({"v": doc[path]})
+                if left:
+                    continue  # still does not fit: it stays rescued, never lost
+                del doc[path]
+                remaining = {k: v for k, v in doc.items() if k != "_file_path"}
+                for name, value in ((PARTITION_COLUMN, row[PARTITION_COLUMN]), ("_source_file", row["_source_file"]),
+                                    ("_line", row["_line"]), ("new_rescued", orjson.dumps(doc).decode() if remaining else None),
+                                    ("value", orjson.dumps(clean).decode())):
+                    out[name].append(value)
+            yield pa.RecordBatch.from_pydict(out, schema=pa.schema([(f.name, pa.int64() if f.name == "_line" else pa.string())
+                                                                   for f in _MOVED_SCHEMA.fields]))
+
+    keys = [PARTITION_COLUMN, "_source_file", "_line"]
+    moved = candidates.select(rescued, *keys).mapInArrow(move, _MOVED_SCHEMA)
+    value = F.from_json("value", T.StructType([T.StructField("v", wanted)]))["v"]
+    table = tables.read(spark, layout.bronze)
+    updated = table.join(moved, keys).withColumn(rescued, F.col("new_rescued"))
+    column = value if len(parts) == 1 else F.col(parts[0]).withField(".".join(parts[1:]), value)
+    updated = updated.withColumn(parts[0], column).drop("new_rescued", "value").select(*table.columns)
+    count = updated.count()
+    if count:
+        tables.retry_conflicts(lambda: tables.replace_rows(spark, updated, layout.bronze, keys=keys, scope="false",
+                                                           metadata=f"promote {path}"))
+    left = tables.read(spark, layout.bronze).where(F.col(rescued).contains(key + ":")).count()
+    log(f"promoted {path} as {wanted.simpleString()} (schema version {version.version}): moved {count} value(s) "
+        f"out of {rescued}" + (f"; {left} row(s) keep values that do not fit" if left else ""))
+    return Promotion(path, wanted.simpleString(), version.version, count, left)
