@@ -14,6 +14,7 @@ from lake_assets.orchestration.checks import bronze_checks
 from lake_assets.orchestration.jobs import OPERATOR_JOBS
 from lake_assets.orchestration.resources import LakeResource
 from lake_assets.orchestration.sensors import bronze_sensor
+from lake_assets.orchestration.silver_gold import gold_asset, silver_asset
 
 
 # Partitioned asset checks and backfill policies are marked beta/preview; we rely on them knowingly.
@@ -24,7 +25,9 @@ warnings.filterwarnings("ignore", category=PreviewWarning)
 def build_definitions(config_path: str | None = None) -> Definitions:
     lake = load_config(config_path)
     return Definitions(
-        assets=[bronze_asset(lake, source) for source in lake.sources.values()],
+        assets=[bronze_asset(lake, source) for source in lake.sources.values()]
+        + [silver_asset(lake, silver) for silver in lake.silver.values()]
+        + [gold_asset(lake, gold) for gold in lake.gold.values()],
         asset_checks=[check for source in lake.sources.values() for check in bronze_checks(lake, source)],
         jobs=OPERATOR_JOBS,
         sensors=[bronze_sensor(lake, source) for source in lake.sources.values()],

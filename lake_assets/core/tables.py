@@ -83,3 +83,32 @@ def retry_conflicts(action, attempts: int = 8):
             if not is_commit_conflict(exc) or attempt == attempts - 1:
                 raise
             time.sleep(min(5.0, 0.1 * 2 ** attempt) * (0.5 + random.random()))
+
+
+def replace_partitions(spark, df: DataFrame, uri: str, column: str, values: list[str], *,
+                       metadata: str | None = None) -> None:
+    """Atomically make the partitions `column IN values` hold exactly the rows of `df` (one replaceWhere
+    commit; never dynamic partition overwrite, which replaces the whole table on Sail). Creates the table
+    when missing. replaceWhere needs the exact table schema, so new columns are added first (a schema-only
+    commit) and missing ones filled with typed NULLs; rows outside the partitions are left out (Sail would
+    write them)."""
+    from pyspark.sql import functions as F
+
+    values = sorted(set(values))
+    if not values:
+        return
+    predicate = f"`{column}` IN ({', '.join(map(sql_string, values))})"
+    df = df.where(predicate)
+    existing = schema_or_none(spark, uri)
+    if existing is None:
+        append(df, uri, partition_by=column, metadata=metadata)
+        return
+    if set(df.columns) - set(existing.fieldNames()):
+        add_columns(spark, uri, df.schema, partition_by=column, metadata=metadata)
+        existing = schema_or_none(spark, uri)
+    df = df.select([F.col(f"`{f.name}`") if f.name in df.columns else F.lit(None).cast(f.dataType).alias(f.name)
+                    for f in existing.fields])
+    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
+    if metadata:
+        writer = writer.option("userMetadata", metadata)
+    writer.save(uri)

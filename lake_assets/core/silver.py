@@ -1,0 +1,316 @@
+"""Silver: the bronze rows of some days -> a typed, flattened table, in one of three modes.
+
+- append: the days' rows, each day's partition replaced atomically (a rerun gives the same rows).
+- upsert: one row per key; the batch is deduplicated (latest sequence_by wins, ties broken by
+  _source_file, _line desc), then MERGE WITH SCHEMA EVOLUTION updates a row only when the incoming
+  record has a strictly greater sequence_by, so late, re-sent or replayed records change nothing.
+- scd2: history rows with valid_from / valid_to / is_current. For every key in the batch the history
+  is recomputed from the stored versions plus the batch's records in sequence order, and one MERGE
+  applies the difference: out-of-order arrivals land in the right place and replays change nothing.
+
+Expectations are evaluated over the selected rows before anything is written: counts per
+expectation, `fail` raises, `drop` removes rows, `quarantine` moves them to silver/<name>__quarantine.
+A NULL expectation result counts as a violation. Expectations and delete_when are SQL over the
+*selected* columns (so `select` must bring any column they use).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lake_assets import storage
+from lake_assets.config import LakeConfig, SilverConfig
+from lake_assets.core import bronze, tables
+
+PARTITION_COLUMN = bronze.PARTITION_COLUMN  # silver tables are partitioned like bronze: by landing date
+LINEAGE = (PARTITION_COLUMN, "_source_file", "_line")  # kept on every silver row; also the tie-break
+FAILED_COLUMN = "_failed_expectations"
+
+
+class SilverError(RuntimeError):
+    """A silver run stopped; the message says why."""
+
+
+class ExpectationFailed(SilverError):
+    """An expectation with on_violation: fail was violated; nothing was written."""
+
+    def __init__(self, silver: str, failures: dict[str, int], rows: int):
+        self.failures = failures
+        listed = ", ".join(f"{name!r} ({count} of {rows} rows)" for name, count in failures.items())
+        super().__init__(f"silver {silver!r}: expectation(s) with on_violation fail violated: {listed}. "
+                         f"Nothing was written.")
+
+
+@dataclass
+class SilverResult:
+    name: str
+    mode: str
+    days: list[str]
+    rows_read: int = 0          # bronze rows of the days
+    rows_dropped: int = 0
+    rows_quarantined: int = 0
+    rows_written: int = 0       # rows handed to the table write (after expectations and dedup)
+    expectations: dict[str, dict] = field(default_factory=dict)  # name -> passed, failed, on_violation
+    table_rows: int = 0
+    current_rows: int | None = None  # scd2 only
+    table_version: int | None = None
+    schema: T.StructType | None = None
+
+
+def table_uri(lake: LakeConfig, name: str) -> str:
+    return storage.join(lake.warehouse, "silver", name)
+
+
+def quarantine_uri(lake: LakeConfig, name: str) -> str:
+    return storage.join(lake.warehouse, "silver", f"{name}__quarantine")
+
+
+def q(name: str) -> str:
+    return f"`{name}`"
+
+
+def run(spark, lake: LakeConfig, cfg: SilverConfig, days: list[str] | None = None,
+        log: Callable[[str], None] = print) -> SilverResult:
+    """Process the bronze rows landed on `days` (YYYY-MM-DD; None = every day) into silver/<cfg.name>."""
+    if cfg.delete_when and cfg.mode != "scd2":
+        raise SilverError(f"silver {cfg.name!r}: delete_when is supported with mode scd2 only (mode is {cfg.mode})")
+    bronze_uri = bronze.Layout(lake.warehouse, cfg.source).bronze
+    if tables.schema_or_none(spark, bronze_uri) is None:
+        raise SilverError(f"silver {cfg.name!r}: bronze/{cfg.source} has no table yet at {bronze_uri}; "
+                          f"materialize bronze/{cfg.source} first")
+    rows = tables.read(spark, bronze_uri)
+    if days is None:
+        days = sorted(r[0] for r in rows.select(PARTITION_COLUMN).distinct().collect())
+    days = sorted(set(days))
+    result = SilverResult(cfg.name, cfg.mode, days)
+    batch = _project(rows.where(F.col(PARTITION_COLUMN).isin(days)), cfg, bronze_uri)
+
+    kept, quarantined = _apply_expectations(batch, cfg, result)  # raises before any write on `fail`
+    uri = table_uri(lake, cfg.name)
+    metadata = f"silver {cfg.name} {days[0]}..{days[-1]}" if days else None
+    if result.rows_quarantined or tables.schema_or_none(spark, quarantine_uri(lake, cfg.name)) is not None:
+        # Replacing the days' quarantine rows keeps reruns idempotent (and clears rows that now pass).
+        tables.retry_conflicts(lambda: tables.replace_partitions(
+            spark, quarantined, quarantine_uri(lake, cfg.name), PARTITION_COLUMN, days, metadata=metadata))
+    if cfg.mode == "append":
+        result.rows_written = result.rows_read - result.rows_dropped - result.rows_quarantined
+        tables.retry_conflicts(lambda: tables.replace_partitions(spark, kept, uri, PARTITION_COLUMN, days,
+                                                                 metadata=metadata))
+    elif cfg.mode == "upsert":
+        _upsert(spark, kept, uri, cfg, result)
+    else:
+        _scd2(spark, kept, uri, cfg, result, lake)
+
+    from lake_assets.core.delta_meta import table_version
+
+    table = tables.read(spark, uri)
+    result.table_rows = table.count()
+    if cfg.mode == "scd2":
+        result.current_rows = table.where(F.col(q(cfg.is_current_column))).count()
+    result.schema = table.schema
+    result.table_version = table_version(uri)
+    log(f"silver {cfg.name} ({cfg.mode}) {len(days)} day(s): {result.rows_read} bronze row(s) read, "
+        f"{result.rows_written} written, {result.rows_dropped} dropped, {result.rows_quarantined} quarantined; "
+        f"table has {result.table_rows} row(s)")
+    return result
+
+
+def _project(rows: DataFrame, cfg: SilverConfig, bronze_uri: str) -> DataFrame:
+    """cfg.select over the bronze rows, plus the lineage columns (unless `*` already brought them)."""
+    lineage = [F.col(c).alias(f"__lineage_{i}") for i, c in enumerate(LINEAGE)]
+    try:
+        projected = rows.select(*[F.expr(e) for e in cfg.select], *lineage)
+        columns = projected.columns  # forces analysis, so a bad expression fails here with a clear message
+    except Exception as exc:
+        raise SilverError(f"silver {cfg.name!r}: select {cfg.select} does not fit bronze/{cfg.source} "
+                          f"({bronze_uri}): {str(exc).splitlines()[0][:500]}") from None
+    for i, c in enumerate(LINEAGE):
+        projected = (projected.drop(f"__lineage_{i}") if c in columns
+                     else projected.withColumnRenamed(f"__lineage_{i}", c))
+    missing = [c for c in [*cfg.keys, *([cfg.sequence_by] if cfg.sequence_by else [])] if c not in projected.columns]
+    if missing:
+        raise SilverError(f"silver {cfg.name!r}: keys/sequence_by {missing} are not among the selected columns "
+                          f"{projected.columns}")
+    return projected
+
+
+def _apply_expectations(batch: DataFrame, cfg: SilverConfig, result: SilverResult) -> tuple[DataFrame, DataFrame]:
+    """Count every expectation in one pass; raise on `fail`; return (kept rows, quarantined rows)."""
+    names = list(cfg.expectations)
+    ok = {n: f"__ok_{i}" for i, n in enumerate(names)}
+    flagged = batch.select("*", *[F.coalesce(F.expr(cfg.expectations[n].expr), F.lit(False)).alias(ok[n])
+                                  for n in names])
+
+    def any_failed(action: str):
+        cols = [~F.col(ok[n]) for n in names if cfg.expectations[n].on_violation == action]
+        out = F.lit(False)
+        for c in cols:
+            out = out | c
+        return out
+
+    quarantine, drop = any_failed("quarantine"), any_failed("drop")
+    counts = flagged.agg(F.count(F.lit(1)).alias("rows"),
+                         F.sum(F.when(quarantine, 1).otherwise(0)).alias("quarantined"),
+                         F.sum(F.when(drop & ~quarantine, 1).otherwise(0)).alias("dropped"),
+                         *[F.sum(F.when(~F.col(ok[n]), 1).otherwise(0)).alias(ok[n]) for n in names]).first()
+    result.rows_read = counts["rows"]
+    result.rows_quarantined = counts["quarantined"] or 0
+    result.rows_dropped = counts["dropped"] or 0
+    for n in names:
+        failed = counts[ok[n]] or 0
+        result.expectations[n] = {"passed": result.rows_read - failed, "failed": failed,
+                                  "on_violation": cfg.expectations[n].on_violation}
+    failures = {n: e["failed"] for n, e in result.expectations.items() if e["on_violation"] == "fail" and e["failed"]}
+    if failures:
+        raise ExpectationFailed(cfg.name, failures, result.rows_read)
+
+    # A quarantined row lists every expectation it failed; a row failing both drop and quarantine is kept there.
+    # F.filter, not array_compact/split: on Sail their arrays are written in a form a later replaceWhere
+    # on the table cannot union with ("List(Utf8, field: 'element')").
+    failed_names = F.filter(F.array(*[F.when(~F.col(ok[n]), F.lit(n)) for n in names]), lambda c: c.isNotNull()) \
+        if names else F.array().cast("array<string>")
+    quarantined = flagged.where(quarantine).select(*batch.columns, failed_names.alias(FAILED_COLUMN))
+    kept = flagged.where(~quarantine & ~drop).select(*batch.columns)
+    return kept, quarantined
+
+
+def _order(cfg: SilverConfig, prefix: str = "") -> list:
+    """Latest first: sequence_by, then the deterministic tie-break (_source_file, _line)."""
+    return [F.col(prefix + q(cfg.sequence_by)).desc_nulls_last(), F.col(prefix + "_source_file").desc_nulls_last(),
+            F.col(prefix + "_line").desc_nulls_last()]
+
+
+def _on(keys: list[str], extra: list[str] = ()) -> str:
+    # Null-safe, so a NULL key matches itself and a rerun does not insert it again.
+    return " AND ".join(f"t.{q(k)} <=> s.{q(k)}" for k in [*keys, *extra])
+
+
+def _merge(spark, source: DataFrame, statement: str) -> None:
+    """Run a MERGE with `source` as view s (a fresh name per run), retrying commit conflicts."""
+    view = f"lake_silver_{uuid.uuid4().hex}"
+    source.createOrReplaceTempView(view)
+    try:
+        tables.retry_conflicts(lambda: spark.sql(statement.format(source=view)).collect())
+    finally:
+        spark.catalog.dropTempView(view)
+
+
+def _upsert(spark, kept: DataFrame, uri: str, cfg: SilverConfig, result: SilverResult) -> None:
+    latest = (kept.withColumn("__rn", F.row_number().over(Window.partitionBy(*[q(k) for k in cfg.keys])
+                                                            .orderBy(*_order(cfg))))
+              .where("__rn = 1").drop("__rn"))
+    result.rows_written = latest.count()
+    if tables.schema_or_none(spark, uri) is None:
+        tables.add_columns(spark, uri, latest.schema, partition_by=PARTITION_COLUMN)
+    seq = q(cfg.sequence_by)
+    # Only a strictly newer sequence_by updates: replays, re-sent duplicates (even from a later file) and
+    # late records change nothing, so a stored row never moves to another landing date without a real change.
+    newer = f"(t.{seq} IS NULL AND s.{seq} IS NOT NULL) OR s.{seq} > t.{seq}"
+    _merge(spark, latest, f"MERGE WITH SCHEMA EVOLUTION INTO {tables.ref(uri)} t USING {{source}} s "
+                          f"ON {_on(cfg.keys)} WHEN MATCHED AND ({newer}) THEN UPDATE SET * "
+                          f"WHEN NOT MATCHED THEN INSERT *")
+
+
+def _tracked(cfg: SilverConfig, columns: list[str], lake: LakeConfig) -> list[str]:
+    # Bronze bookkeeping (which batch, when ingested, rescued blob) never makes a new version by default.
+    source = lake.source(cfg.source)
+    untracked = {*cfg.keys, cfg.sequence_by, *LINEAGE, *bronze.AUDIT_COLUMNS, source.rescued_data_column,
+                 *(cfg.track_history_except_columns or [])}
+    tracked = cfg.track_history_columns or [c for c in columns if c not in untracked]
+    unknown = [c for c in tracked if c not in columns]
+    if unknown:
+        raise SilverError(f"silver {cfg.name!r}: track_history_columns {unknown} are not among the selected "
+                          f"columns {columns}")
+    return tracked
+
+
+def _scd2(spark, kept: DataFrame, uri: str, cfg: SilverConfig, result: SilverResult, lake: LakeConfig) -> None:
+    keys, seq = cfg.keys, cfg.sequence_by
+    vf, vt, cur = cfg.valid_from_column, cfg.valid_to_column, cfg.is_current_column
+    clash = [c for c in (vf, vt, cur) if c in kept.columns]
+    if clash:
+        raise SilverError(f"silver {cfg.name!r}: selected columns {clash} clash with the scd2 validity columns; "
+                          f"rename them or set valid_from_column / valid_to_column / is_current_column")
+    tracked = _tracked(cfg, kept.columns, lake)
+    deleted = F.coalesce(F.expr(cfg.delete_when), F.lit(False)) if cfg.delete_when else F.lit(False)
+    events = kept.withColumn("__del", deleted).withColumn("__src", F.lit(1))
+    result.rows_written = kept.count()
+
+    target = tables.schema_or_none(spark, uri)
+    if target is None:
+        seq_type = kept.schema[seq].dataType
+        tables.add_columns(spark, uri, T.StructType([*kept.schema.fields, T.StructField(vf, seq_type),
+                                                     T.StructField(vt, seq_type), T.StructField(cur, T.BooleanType())]),
+                           partition_by=PARTITION_COLUMN)
+        target = tables.schema_or_none(spark, uri)
+    stored = tables.read(spark, uri).alias("t")
+    # Only the keys this batch touches are recomputed.
+    key_match = None
+    for k in keys:
+        cond = F.col(f"t.{q(k)}").eqNullSafe(F.col(f"b.{q(k)}"))
+        key_match = cond if key_match is None else key_match & cond
+    stored = stored.join(events.select(*[q(k) for k in keys]).distinct().alias("b"), key_match, "left_semi")
+
+    # Stored history back into events: each version is the record that started it (seq = valid_from),
+    # and a closed version with no successor at its valid_to was ended by a delete at that point.
+    by_key = Window.partitionBy(*[q(k) for k in keys])
+    successor = F.lead(q(vf)).over(by_key.orderBy(F.col(q(vf)).asc_nulls_first()))
+    with_next = stored.withColumn("__next", successor)
+    stored_versions = stored.drop(vf, vt, cur).withColumn("__del", F.lit(False)).withColumn("__src", F.lit(0))
+    tombstones = (with_next.where(F.col(q(vt)).isNotNull() & ~F.col("__next").eqNullSafe(F.col(q(vt))))
+                  .select(*[q(k) for k in keys], F.col(q(vt)).alias(seq))
+                  .withColumn("__del", F.lit(True)).withColumn("__src", F.lit(0)))
+    all_events = (events.unionByName(stored_versions, allowMissingColumns=True)
+                  .unionByName(tombstones, allowMissingColumns=True))
+    # One event per (key, sequence): what is stored wins (a replay or a re-sent duplicate changes nothing),
+    # then, within the batch, the tie-break (_source_file, _line) desc.
+    all_events = (all_events.withColumn("__rn", F.row_number().over(
+        Window.partitionBy(*[q(k) for k in keys], q(seq)).orderBy(
+            F.col("__src").asc(), F.col("_source_file").desc_nulls_last(), F.col("_line").desc_nulls_last())))
+        .where("__rn = 1").drop("__rn"))
+
+    # In sequence order per key, an event matters when it starts a version (first, after a delete, or a
+    # tracked column changed) or is a delete that ends a live version.
+    in_order = by_key.orderBy(F.col(q(seq)).asc_nulls_first(), F.col("_source_file").asc_nulls_first(),
+                              F.col("_line").asc_nulls_first())
+    prev_del = F.lag("__del").over(in_order)
+    changed = F.lit(False)
+    for c in tracked:
+        changed = changed | ~F.col(q(c)).eqNullSafe(F.lag(q(c)).over(in_order))
+    starts = F.when(F.col("__del"), prev_del.isNotNull() & ~prev_del).otherwise(
+        prev_del.isNull() | prev_del | changed)
+    kept_events = all_events.withColumn("__keep", starts).where("__keep").drop("__keep")
+    ends = F.lead(q(seq)).over(by_key.orderBy(F.col(q(seq)).asc_nulls_first()))
+    history = (kept_events.withColumn(vt, ends).where(~F.col("__del"))
+               .withColumn(vf, F.col(q(seq))).withColumn(cur, F.col(q(vt)).isNull())
+               .drop("__del", "__src"))
+
+    # Apply the difference: versions no longer in the recomputed history are deleted, the rest upserted.
+    gone = stored.alias("t").join(history.alias("h"), _join_on(keys + [vf]), "left_anti") \
+        .select(*[q(k) for k in keys], q(vf)).withColumn("__op", F.lit("delete"))
+    source = history.withColumn("__op", F.lit("upsert")).unionByName(gone, allowMissingColumns=True)
+    columns = history.columns
+    if set(columns) - set(target.fieldNames()):  # new columns first, as a schema-only commit
+        tables.add_columns(spark, uri, history.schema, partition_by=PARTITION_COLUMN)
+    differs = " OR ".join(f"NOT (t.{q(c)} <=> s.{q(c)})" for c in columns
+                          if not isinstance(history.schema[c].dataType, T.MapType))
+    _merge(spark, source, f"MERGE INTO {tables.ref(uri)} t USING {{source}} s ON {_on(keys, [vf])} "
+                          f"WHEN MATCHED AND s.__op = 'delete' THEN DELETE "
+                          f"WHEN MATCHED AND ({differs}) THEN UPDATE SET "
+                          + ", ".join(f"{q(c)} = s.{q(c)}" for c in columns)
+                          + f" WHEN NOT MATCHED AND s.__op = 'upsert' THEN INSERT ({', '.join(map(q, columns))}) "
+                          f"VALUES ({', '.join('s.' + q(c) for c in columns)})")
+
+
+def _join_on(columns: list[str]):
+    cond = None
+    for c in columns:
+        part = F.col(f"t.{q(c)}").eqNullSafe(F.col(f"h.{q(c)}"))
+        cond = part if cond is None else cond & part
+    return cond
