@@ -40,10 +40,13 @@ def run_demo() -> int:
     defs = build_definitions(str(DEMO_CONFIG))
     job = defs.resolve_implicit_global_asset_job_def()
     instance = DagsterInstance.ephemeral()
+    blocked = []
     for partition in partitions:
         result = job.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False,
                                         run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
         print(f"\n== partition {partition}: run {'succeeded' if result.success else 'stopped by a failed check'}")
+        if not result.success:
+            blocked.append(partition)
         for event in result.all_events:
             if event.event_type_value == "ASSET_MATERIALIZATION":
                 mat = event.materialization
@@ -68,6 +71,11 @@ def run_demo() -> int:
                 continue
             print(f"  {layer}/{name:<28} {count:>6} rows  {uri}")
     print(f"ingestion state (ledger, schema log): {lake.warehouse}/_state/")
+    if blocked:
+        print(f"\nBlocked: {', '.join(blocked)}. Bronze kept every row, but an ERROR check (here: device.fw.minor "
+              f"arriving as a string, rescued in more than 10 % of rows) stopped silver and gold for that day — "
+              f"write-audit-publish. Inspect with `lake schema history telemetry` and the rescued_data_rate "
+              f"check's top_rescued_paths; raise checks.rescued_rate_error or fix the producer, then rerun the day.")
     s3.stop()
     return 0
 
