@@ -157,8 +157,13 @@ def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, re
     checkpoint("listed")
     now = dt.datetime.now(dt.timezone.utc)
     wanted, result.skipped_busy, result.skipped_overwritten = plan(listed, ledger.entries(), source, reprocess, now)
-    log(f"{source.name} {_span(days)}: {len(listed)} file(s) landed, {len(wanted)} to ingest"
-        + (f", {result.skipped_busy} claimed by another run" if result.skipped_busy else ""))
+    if not listed:
+        log(f"{source.name} {_span(days)}: no files landed under {storage.join(lake.landing, source.path)} "
+            f"for these days; nothing to ingest (files land by the date in their key, else their last-modified "
+            f"day in UTC)")
+    else:
+        log(f"{source.name} {_span(days)}: {len(listed)} file(s) landed, {len(wanted)} to ingest"
+            + (f", {result.skipped_busy} claimed by another run" if result.skipped_busy else ""))
     done = 0
     for batch in _batches(wanted, source.max_files_per_run, source.max_bytes_per_run):
         batch_id = str(uuid.uuid4())
