@@ -80,8 +80,24 @@ def run_demo() -> int:
     return 0
 
 
+DAGSTER_YAML = """\
+# One run at a time per source pool (bronze assets use pool lake_bronze_<source>); the ledger keeps
+# concurrent runs safe anyway, this just avoids them waiting on each other's claims.
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+
 def run_dev(port: int = 3000) -> int:
     """The demo stack plus `dagster dev`, until Ctrl-C."""
+    from pathlib import Path
+
+    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".lake" / "dagster_home")
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
     s3, written, partitions = start_demo_stack()
     print(f"local S3 at {s3.endpoint} with {len(written)} demo files ({partitions[0]}..{partitions[-1]}); "
           f"starting dagster dev on http://127.0.0.1:{port}")
