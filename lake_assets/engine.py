@@ -51,7 +51,7 @@ def spark_session(engine: EngineConfig | None = None):
             from pyspark.sql import SparkSession
 
             try:
-                session = SparkSession.builder.remote(url).getOrCreate()
+                session = SparkSession.builder.remote(url).create()
                 session.conf.set("spark.sql.session.timeZone", "UTC")
             except Exception as exc:
                 raise EngineError(f"cannot connect to Spark at {url}: {exc}") from None

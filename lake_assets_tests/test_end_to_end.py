@@ -132,3 +132,20 @@ def test_dagster_definitions_validate(target):
     out = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", *target],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_an_error_check_blocks_downstream_assets(tmp_path, buckets):
+    landing, warehouse = buckets
+    storage.write_bytes(f"{landing}/ev/2026/01/01/a.json", ndjson([{"id": 1, "n": 1}]))
+    storage.write_bytes(f"{landing}/ev/2026/01/02/b.json", ndjson([{"id": 2, "n": "two"}]))
+    config = write_config(tmp_path / "lake.yaml", landing, warehouse, """
+        ev: {path: ev/, start_date: 2026-01-01, checks: {rescued_rate_error: 0.5}}
+    """, extra="silver:\n  ids:\n    from: ev\n    select: [id]\n    mode: append\n")
+    defs = build_definitions(config)
+    instance = DagsterInstance.ephemeral()
+    result, meta = materialize(defs, "2026-01-01", instance)
+    assert result.success and set(meta) == {"bronze/ev", "silver/ids"}
+    result, meta = materialize(defs, "2026-01-02", instance)  # 1 of 1 rows rescued: ERROR
+    assert not result.success and set(meta) == {"bronze/ev"}
+    assert len(read_delta(f"{warehouse}/bronze/ev")) == 2          # bronze keeps every row
+    assert read_delta(f"{warehouse}/silver/ids")["id"].tolist() == [1]  # silver never saw day 2

@@ -259,7 +259,9 @@ def _load(spark, source: SourceConfig, layout: Layout, claimed: list[Planned], b
                             rescue_unknown=source.schema_evolution_mode != "none", audit=audit)
 
     # 5. Write: quarantine, then bronze. Fresh files append; others replace their own rows.
-    fresh = all(p.seen is None or p.seen.status == FAILED for p in claimed if p.file.uri not in failed)
+    # Only files the ledger has never seen can be appended: any earlier claim (even one that
+    # failed) may have left rows of an older version, which a replace takes out.
+    fresh = all(p.seen is None for p in claimed if p.file.uri not in failed)
     write_mode = "append" if fresh else "replace"
     result.write_modes.add(write_mode)
     uris = [f["uri"] for f in readable]
@@ -284,16 +286,17 @@ def _load(spark, source: SourceConfig, layout: Layout, claimed: list[Planned], b
     records = sum(o.get("records") or 0 for o in outcomes.values())
     malformed = sum(o.get("malformed") or 0 for o in outcomes.values())
     rescued = sum(o.get("rescued") or 0 for o in outcomes.values())
-    result.files += len(readable)
-    result.bytes += sum(f["size"] for f in readable)
+    loaded = [f for f in readable if outcomes[f["uri"]]["status"] == COMMITTED]
+    result.files += len(loaded)
+    result.bytes += sum(f["size"] for f in loaded)
     result.records += records
     result.malformed += malformed
     result.rescued += rescued
     if source.schema_evolution_mode == "none":
         result.ignored_fields = sorted(set(result.ignored_fields) | set(evolution.new_fields)
                                        | set(evolution.rejected))
-    result.failed.update(failed)
-    log(f"{source.name}: {write_mode} {records} row(s) from {len(readable)} file(s) "
+    result.failed.update({u: o["error"] for u, o in outcomes.items() if o["status"] == FAILED})
+    log(f"{source.name}: {write_mode} {records} row(s) from {len(loaded)} file(s) "
         f"({malformed} malformed, {rescued} with rescued data) -> {layout.bronze}")
 
 
@@ -322,17 +325,30 @@ def _outcomes(spark, layout: Layout, source: SourceConfig, batch_id: str, days: 
         scan, got = scans[f["uri"]], counts.get(f["uri"])
         records = got["records"] if got else 0
         if records != scan["records"]:
+            gone = _changed_since_scan(f) if records == 0 else None
+            if gone:
+                outcomes[f["uri"]] = {"status": FAILED, "error": gone}
+                continue
             raise IngestError(f"{f['uri']}: scanned {scan['records']} record(s) but {records} landed in "
                               f"{layout.bronze}; the batch is left uncommitted and will be replaced on rerun")
         malformed = json.loads(scan["malformed"])
         outcomes[f["uri"]] = {"status": COMMITTED, "records": records, "rescued": got["rescued"] if got else 0,
                               "malformed": len(malformed) if malformed is not None else None}
-    if any(o["malformed"] is None for o in outcomes.values()):
+    if any(o["status"] == COMMITTED and o["malformed"] is None for o in outcomes.values()):
         for r in (tables.read(spark, layout.quarantine).where(F.col("_batch_id") == batch_id)
                   .groupBy("_source_file").count().collect()):
             if outcomes.get(r["_source_file"], {}).get("malformed") is None:
                 outcomes[r["_source_file"]]["malformed"] = r["count"]
     return outcomes
+
+
+def _changed_since_scan(f: dict) -> str | None:
+    """Why a scanned file can no longer be read as that version, or None if it still can."""
+    try:
+        storage.read_bytes(f["uri"], f["etag"])
+        return None
+    except storage.StorageError as exc:
+        return str(exc)
 
 
 def bronze_table_schema(data: T.StructType, rescued_column: str) -> T.StructType:

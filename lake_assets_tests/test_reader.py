@@ -1,0 +1,207 @@
+"""The reader's fast paths (pyarrow scan, lines passed through unparsed, timestamp strings parsed by
+from_json with their own exact format, walking only a file's type-conflict lines) must give
+exactly what the slow paths give: the Python Inferrer's scan, and every record walked."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from lake_assets.core import reader
+from lake_assets.engine import spark_session
+from lake_assets_tests.test_evolution_modes import Lake
+
+
+def both(data: bytes):
+    fast, slow = reader.scan_bytes(data), reader.scan_bytes(data, use_arrow=False)
+    return fast, slow
+
+
+def same(fast, slow):
+    assert fast["schema"].json() == slow["schema"].json()
+    assert (fast["records"], fast["malformed"]) == (slow["records"], slow["malformed"])
+    assert bool(fast["conflicts"]) == bool(slow["conflicts"])
+
+
+ARROW_OK = [
+    b'{"a":1}\n{"a":2.5}\n',                                      # bigint + double -> double
+    b'{"a":2.5}\n{"a":1}\n',
+    b'{"a":null,"b":[]}\n{"c":{"x":null}}\n',                     # null-only fields, empty arrays
+    b'{"a":[]}\n{"a":[1]}\n{"a":[1.5,2]}\n',
+    b'{"a":{"x":1}}\n\n{"a":{"y":true,"x":2}}\r\n\r\n{"b":"s"}',   # field order, blank lines, CRLF, no final \n
+    b'{"t":"2026-11-18T08:15:02Z","d":"2026-11-18","u":"2026-11-18T08:15:02.123Z"}\n',  # arrow timestamps
+    b'{"a":9223372036854775807,"b":9223372036854775808,"c":-9223372036854775809}\n',
+    b'{}\n{"a":{}}\n',
+    b'{"a":[{"b":1},{"c":[null,{"d":"x"}]}]}\n',
+    '{"a":"\u00e9\u4e2d","b":"\\u00e9"}\n'.encode(),
+]
+FALLBACK = [
+    b'{"a":1}\n{"a":\n',                                         # malformed line
+    b'{"a":1}\n[1,2]\n"x"\n',                                    # not objects
+    b'{"a":NaN}\n', b'{"a":Infinity}\n',                         # RapidJSON accepts, orjson does not
+    b'{"a":1,"a":2}\n',                                          # duplicate keys
+    b'{"a":"\xff"}\n',                                           # invalid UTF-8
+    b'{"a":1} {"a":2}\n', b'{"a":\n1}\n',                        # several / split values per line
+    b'   \n{"a":1}\n', b'\x0b\n{"a":1}\n', b' {"a":1}\n',
+    b'{"a":1}\n{"a":"s"}\n{"a":{"b":1}}\n',                      # type conflicts
+    b'{"a":"\\ud800"}\n', b'{"a":1e400}\n',
+]
+
+
+@pytest.mark.parametrize("data", ARROW_OK)
+def test_arrow_scan_equals_python_inferrer(data):
+    fast, slow = both(data)
+    assert fast["engine"] == "arrow"
+    same(fast, slow)
+
+
+@pytest.mark.parametrize("data", FALLBACK)
+def test_unusual_files_fall_back_to_python(data):
+    fast, slow = both(data)
+    assert fast["engine"] == "python"
+    same(fast, slow)
+    assert fast["conflicts"] == slow["conflicts"]
+
+
+def _random_value(rng, depth=0):
+    choice = rng.randrange(9 if depth < 3 else 5)
+    if choice == 0:
+        return None
+    if choice == 1:
+        return rng.randrange(-10**6, 10**6)
+    if choice == 2:
+        return rng.random() * 100
+    if choice == 3:
+        return rng.choice(["x", "2026-11-18T08:15:02.123Z", "2026-11-18"])
+    if choice == 4:
+        return rng.random() < 0.5
+    if choice in (5, 6):
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(3))]
+    return {rng.choice("abcde"): _random_value(rng, depth + 1) for _ in range(rng.randrange(4))}
+
+
+def test_arrow_scan_equals_python_inferrer_on_random_files():
+    rng = random.Random(5)
+    arrow = 0
+    for _ in range(400):
+        # a stable shape per key, so that many files have no conflict and take the arrow path
+        shapes = {k: _random_value(rng) for k in "pqrs"}
+        records = []
+        for _ in range(rng.randrange(1, 6)):
+            rec = {k: (v if rng.random() < 0.7 else None) for k, v in shapes.items() if rng.random() < 0.8}
+            if rng.random() < 0.1:
+                rec[rng.choice("pqrs")] = _random_value(rng)
+            records.append(rec)
+        data = b"".join(json.dumps(r).encode() + b"\n" for r in records)
+        fast, slow = both(data)
+        same(fast, slow)
+        arrow += fast["engine"] == "arrow"
+    assert arrow > 100
+
+
+def test_conflict_lines_and_timestamp_shapes():
+    lines = [{"t": "2026-11-18T08:15:02.123Z", "m": 1}, {"t": "2026-11-18T08:15:03.000Z", "m": "x"},
+             {"t": "2026-11-18T08:15:04.999Z", "m": 2}]
+    r = reader.scan_bytes(b"".join(json.dumps(x).encode() + b"\n" for x in lines))
+    assert r["engine"] == "python" and r["conflict_lines"] == [2] and r["ts"] == {"t": "iso_ms_z"}
+    bad_day = reader.scan_bytes(b'{"t":"2026-02-30T08:15:02.123Z"}\n')
+    assert bad_day["ts"] == {}
+    mixed = reader.scan_bytes(b'{"t":"2026-02-03T08:15:02.123Z"}\n{"t":"2026-02-03 08:15:02"}\n')
+    assert mixed["ts"] == {}
+    nested = reader.scan_bytes(b'{"a":[{"t":"2026-02-03T08:15:02.123Z"}],"b":{"t":"2026-02-03T08:15:02.123Z"}}\n')
+    assert nested["ts"] == {"a[].t": "iso_ms_z", "b.t": "iso_ms_z"}
+
+
+# ---------------------------------------------------------------- end to end: fast == slow
+
+@pytest.fixture(scope="module")
+def spark():
+    return spark_session()
+
+
+def _records(rng, n, conflicts: bool, bad_ts: bool = False):
+    out = []
+    for i in range(n):
+        minor = rng.randrange(10)
+        if conflicts and rng.random() < 0.2:
+            minor = f"{minor}-beta"
+        ts = f"2026-01-01T{i % 24:02d}:{i % 60:02d}:{(i * 7) % 60:02d}.{i % 1000:03d}Z"
+        if bad_ts and i == n // 2:
+            ts = "2026-01-01T25:00:00.000Z" if i % 2 else "yesterday"
+        rec = {"id": i, "at": ts, "fw": {"major": 1, "minor": minor},
+               "sig": [{"v": rng.random(), "at": ts}], "when": "2026-01-02"}
+        if rng.random() < 0.3:
+            rec["extra"] = {"deep": rng.randrange(3)}
+        out.append(rec)
+    return out
+
+
+def _write_files(lake: Lake):
+    rng = random.Random(11)
+    lake.write(1, "plain.json", _records(rng, 60, False))
+    lake.write(1, "conflicts.json", _records(rng, 60, True))
+    lake.write(1, "bad_ts.json", _records(rng, 60, False, bad_ts=True))
+    lake.write(1, "malformed.json", _records(rng, 20, False)[:10] + ['{"id": 1, "at":', "", "  ", "[1]"]
+               + _records(rng, 20, True)[10:])
+
+
+def _contents(spark, lake: Lake):
+    cols = [c for c in lake.schema(spark).fieldNames() if c not in ("_ingested_at", "_batch_id")]
+    rows = lake.rows(spark, columns=cols)
+    for r in rows:  # the rescued JSON's key order is not part of the contract
+        if r.get("_rescued_data"):
+            r["_rescued_data"] = json.loads(r["_rescued_data"])
+            r["_rescued_data"]["_file_path"] = r["_rescued_data"]["_file_path"].rsplit("/", 1)[-1]
+    bad = lake.rows(spark, "quarantine", ["_source_file", "_line", "_raw", "_error"])
+    return [{**r, "_source_file": r["_source_file"].rsplit("/", 1)[-1]} for r in rows], \
+        [{**r, "_source_file": r["_source_file"].rsplit("/", 1)[-1]} for r in bad]
+
+
+@pytest.mark.parametrize("hints", ["at TIMESTAMP, sig.element.at TIMESTAMP", "at TIMESTAMP, when DATE", ""])
+def test_fast_paths_land_the_same_table_as_walking_every_record(spark, tmp_path, monkeypatch, hints):
+    fast = Lake(tmp_path / "fast", hints=hints)
+    _write_files(fast)
+    walks = []
+    original = reader.plan_walks
+
+    def spy(files, scans, target):
+        original(files, scans, target)
+        walks.extend((f["uri"].rsplit("/", 1)[-1], f["walk"] if not isinstance(f["walk"], list) else "lines",
+                      f["ts_format"]) for f in files)
+
+    monkeypatch.setattr(reader, "plan_walks", spy)
+    r_fast = fast.ingest(spark, 1)
+    if hints.startswith("at TIMESTAMP, sig"):  # the fast paths were taken
+        assert ("plain.json", False, reader.TS_SHAPES["iso_ms_z"][1]) in walks
+        assert ("conflicts.json", "lines", reader.TS_SHAPES["iso_ms_z"][1]) in walks
+        assert ("bad_ts.json", True, None) in walks
+    if not hints:
+        assert ("plain.json", False, None) in walks and ("conflicts.json", "lines", None) in walks
+
+    slow = Lake(tmp_path / "slow", hints=hints)
+    _write_files(slow)
+
+    def walk_all(files, scans, target):
+        original(files, scans, target)
+        for f in files:
+            f["walk"], f["ts_format"] = True, None
+
+    monkeypatch.setattr(reader, "plan_walks", walk_all)
+    monkeypatch.setattr(reader, "_arrow_scan", lambda data: None)
+    r_slow = slow.ingest(spark, 1)
+
+    assert (r_fast.records, r_fast.rescued, r_fast.malformed) == (r_slow.records, r_slow.rescued, r_slow.malformed)
+    assert r_fast.malformed == 2 and r_fast.rescued > 0
+    assert fast.schema(spark) == slow.schema(spark)
+    cf, cs = _contents(spark, fast), _contents(spark, slow)
+    assert cf[1] == cs[1]
+    assert cf[0] == cs[0], _diff(cf[0], cs[0])
+
+
+def _diff(a, b):
+    for x, y in zip(a, b):
+        if x != y:
+            return x, y
+    return len(a), len(b)
