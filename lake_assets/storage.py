@@ -151,15 +151,20 @@ def read_bytes(uri: str, etag: str | None = None) -> bytes:
         raise StorageError(f"cannot read {uri}: {exc.strerror}") from None
 
 
-def read_text_lines(uri: str, etag: str | None = None) -> list[bytes]:
-    """The file's lines, gunzipped when it is gzip (by content, not by name)."""
+def read_data(uri: str, etag: str | None = None) -> bytes:
+    """The file's content, gunzipped when it is gzip (by content, not by name)."""
     data = read_bytes(uri, etag)
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise StorageError(f"{uri} is not a readable gzip file: {exc}") from None
-    return data.split(b"\n")
+    return data
+
+
+def read_text_lines(uri: str, etag: str | None = None) -> list[bytes]:
+    """The file's lines (see read_data)."""
+    return read_data(uri, etag).split(b"\n")
 
 
 def write_bytes(uri: str, data: bytes, *, only_if_new: bool = False) -> bool:

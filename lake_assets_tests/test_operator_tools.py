@@ -272,3 +272,20 @@ def _bad_input_lake(tmp_path_factory) -> Lake:
         lake.ingest_ok(DAY1, DAY2)
         _shared["lake"] = lake
     return _shared["lake"]
+
+
+def test_lost_and_stale_quarantine_rows_are_found_and_repaired(tmp_path, spark):
+    lake = loaded_lake(tmp_path)
+    bad_file = lake.quarantine_rows()[0][0]
+    sql(spark, f"DELETE FROM delta.`{lake.quarantine_path}` WHERE _source_file = '{bad_file}'")
+    validate_fails_with(lake, "quarantined lines) do not match the ledger", bad_file, "1 problem(s)")
+    repair_then_repair_again(lake, 1)
+    lake.assert_exactly_once("lost quarantine rows reloaded")
+    from pyspark.sql import functions as F
+
+    copy = (spark.read.format("delta").load(str(lake.quarantine_path)).where(F.col("_source_file") == bad_file)
+            .withColumn("_batch_id", F.lit("stale-batch")))
+    copy.write.format("delta").mode("append").save(str(lake.quarantine_path))
+    validate_fails_with(lake, "row(s) of an unknown batch", bad_file, "1 problem(s)")
+    repair_then_repair_again(lake, 1)
+    lake.assert_exactly_once("stale quarantine rows deleted")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import uuid
 from dataclasses import dataclass
 
 from pyspark.sql import types as T
@@ -97,18 +98,10 @@ class Ledger:
                  seen.status if seen else None) for f, day, seen in wanted]
         src = self.spark.createDataFrame(rows, T.StructType(SCHEMA.fields + [
             T.StructField("seen_batch", T.StringType()), T.StructField("seen_status", T.StringType())]))
-        view = f"lake_claim_{batch_id.replace('-', '')}"
-        src.createOrReplaceTempView(view)
         columns = [f.name for f in SCHEMA.fields]
-        sets = ", ".join(f"{c} = s.{c}" for c in columns)
-        statement = (
-            f"MERGE INTO {tables.ref(self.uri)} t USING {view} s ON t.uri = s.uri "
-            f"WHEN MATCHED AND t.batch_id <=> s.seen_batch AND t.status <=> s.seen_status THEN UPDATE SET {sets} "
-            f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) VALUES ({', '.join('s.' + c for c in columns)})")
-        try:
-            tables.retry_conflicts(lambda: self.spark.sql(statement))
-        finally:
-            self.spark.catalog.dropTempView(view)
+        self._merge(src, "ON t.uri = s.uri WHEN MATCHED AND t.batch_id <=> s.seen_batch AND t.status <=> s.seen_status "
+                         f"THEN UPDATE SET {', '.join(f'{c} = s.{c}' for c in columns)} WHEN NOT MATCHED THEN "
+                         f"INSERT ({', '.join(columns)}) VALUES ({', '.join('s.' + c for c in columns)})")
         mine = tables.read(self.spark, self.uri).where(f"batch_id = {tables.sql_string(batch_id)}") \
             .select("uri").collect()
         return {r["uri"] for r in mine}
@@ -122,15 +115,16 @@ class Ledger:
                  now if o["status"] == COMMITTED else None) for uri, o in outcomes.items()]
         src = self.spark.createDataFrame(rows, "uri string, status string, records bigint, malformed bigint, "
                                                "rescued bigint, error string, committed_at timestamp")
-        view = f"lake_finish_{batch_id.replace('-', '')}"
+        self._merge(src, f"ON t.uri = s.uri AND t.batch_id = {tables.sql_string(batch_id)} WHEN MATCHED THEN "
+                         f"UPDATE SET status = s.status, records = s.records, malformed = s.malformed, "
+                         f"rescued = s.rescued, error = s.error, committed_at = s.committed_at")
+
+    def _merge(self, src, clauses: str) -> None:
+        """MERGE `src` (as `s`) into the ledger (as `t`), retrying commit conflicts."""
+        view = f"lake_ledger_{uuid.uuid4().hex}"
         src.createOrReplaceTempView(view)
-        statement = (
-            f"MERGE INTO {tables.ref(self.uri)} t USING {view} s ON t.uri = s.uri "
-            f"AND t.batch_id = {tables.sql_string(batch_id)} WHEN MATCHED THEN UPDATE SET status = s.status, "
-            f"records = s.records, malformed = s.malformed, rescued = s.rescued, error = s.error, "
-            f"committed_at = s.committed_at")
         try:
-            tables.retry_conflicts(lambda: self.spark.sql(statement))
+            tables.retry_conflicts(lambda: self.spark.sql(f"MERGE INTO {tables.ref(self.uri)} t USING {view} s {clauses}"))
         finally:
             self.spark.catalog.dropTempView(view)
 

@@ -75,14 +75,15 @@ class Problems:
 
     def describe(self) -> list[str]:
         out = [f"orphaned claim (run died): {u}" for u in self.orphaned_claims]
-        out += [f"committed file whose rows do not match the ledger: {u}" for u in self.missing_rows]
+        out += [f"committed file whose rows (or quarantined lines) do not match the ledger: {u}"
+                for u in self.missing_rows]
         out += [f"{n} row(s) of an unknown batch for {u}" for u, n in self.unknown_batch_rows.items()]
         out += [f"{n} row(s) from a file the ledger does not know: {u}" for u, n in self.unknown_files.items()]
         return out
 
 
 def validate(spark, lake: LakeConfig, source: SourceConfig) -> Problems:
-    """Compare the ledger with the bronze table."""
+    """Compare the ledger with the bronze table and its quarantine."""
     layout = Layout(lake.warehouse, source.name)
     entries = Ledger(spark, layout.ledger).entries()
     problems = Problems()
@@ -92,16 +93,14 @@ def validate(spark, lake: LakeConfig, source: SourceConfig) -> Problems:
     if tables.schema_or_none(spark, layout.bronze) is None:
         problems.missing_rows = sorted(u for u, e in entries.items() if e.status == COMMITTED and e.records)
         return problems
-    counts = (tables.read(spark, layout.bronze).groupBy("_source_file", "_batch_id").count().collect())
-    by_file: dict[str, dict[str, int]] = {}
-    for r in counts:
-        by_file.setdefault(r["_source_file"], {})[r["_batch_id"]] = r["count"]
+    by_file, quarantined = _counts(spark, layout.bronze), _counts(spark, layout.quarantine)
     for uri, e in entries.items():
-        batches = by_file.get(uri, {})
+        batches, bad = by_file.get(uri, {}), quarantined.get(uri, {})
         if e.status == COMMITTED:
-            if batches.get(e.batch_id, 0) != (e.records or 0):
+            if batches.get(e.batch_id, 0) != (e.records or 0) or \
+                    (e.malformed is not None and bad.get(e.batch_id, 0) != e.malformed):
                 problems.missing_rows.append(uri)
-            others = sum(n for b, n in batches.items() if b != e.batch_id)
+            others = sum(n for b, n in {**batches, **bad}.items() if b != e.batch_id)
             if others:
                 problems.unknown_batch_rows[uri] = others
     for uri, batches in by_file.items():
@@ -109,6 +108,15 @@ def validate(spark, lake: LakeConfig, source: SourceConfig) -> Problems:
             problems.unknown_files[uri] = sum(batches.values())
     problems.missing_rows.sort()
     return problems
+
+
+def _counts(spark, uri: str) -> dict[str, dict[str, int]]:
+    """{source file: {batch id: rows}} of a bronze or quarantine table."""
+    out: dict[str, dict[str, int]] = {}
+    if tables.schema_or_none(spark, uri) is not None:
+        for r in tables.read(spark, uri).groupBy("_source_file", "_batch_id").count().collect():
+            out.setdefault(r["_source_file"], {})[r["_batch_id"]] = r["count"]
+    return out
 
 
 def repair(spark, lake: LakeConfig, source: SourceConfig, log=print) -> Problems:
@@ -122,9 +130,11 @@ def repair(spark, lake: LakeConfig, source: SourceConfig, log=print) -> Problems
         log(f"released {len(released)} orphaned claim(s)")
     for uri in found.unknown_batch_rows:
         keep = entries[uri].batch_id
-        tables.retry_conflicts(lambda: spark.sql(
-            f"DELETE FROM {tables.ref(layout.bronze)} WHERE _source_file = {tables.sql_string(uri)} "
-            f"AND _batch_id <> {tables.sql_string(keep)}"))
+        for table in (layout.bronze, layout.quarantine):
+            if tables.schema_or_none(spark, table) is not None:
+                tables.retry_conflicts(lambda: spark.sql(
+                    f"DELETE FROM {tables.ref(table)} WHERE _source_file = {tables.sql_string(uri)} "
+                    f"AND _batch_id <> {tables.sql_string(keep)}"))
         log(f"deleted {found.unknown_batch_rows[uri]} row(s) of stale batches for {uri}")
     if found.unknown_files:
         _register_unknown_files(spark, lake, source, layout, ledger, found.unknown_files, log)

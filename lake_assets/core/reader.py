@@ -60,11 +60,11 @@ class _Reader(DataSourceReader):
 
 class _ScanReader(_Reader):
     def read(self, partition: _Files):
-        from lake_assets.storage import StorageError
+        from lake_assets.storage import StorageError, read_data
 
         for f in partition.files:
             try:
-                data = _read_data(f["uri"], f.get("etag"))
+                data = read_data(f["uri"], f.get("etag"))
             except StorageError as exc:
                 yield (f["uri"], f.get("etag"), 0, "[]", None, 0, str(exc), None)
                 continue
@@ -73,22 +73,6 @@ class _ScanReader(_Reader):
             detail = {"conflict_lines": r["conflict_lines"], "ts": r["ts"], "engine": r["engine"]}
             yield (f["uri"], f.get("etag"), r["records"], json.dumps(tracked), r["schema"].json(),
                    r["conflicts"], None, json.dumps(detail))
-
-
-def _read_data(uri: str, etag: str | None) -> bytes:
-    """The file's bytes, gunzipped when it is gzip (by content), as storage.read_text_lines reads them."""
-    import gzip
-    import zlib
-
-    from lake_assets.storage import StorageError, read_bytes
-
-    data = read_bytes(uri, etag)
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise StorageError(f"{uri} is not a readable gzip file: {exc}") from None
-    return data
 
 
 def scan_bytes(data: bytes, *, use_arrow: bool = True) -> dict:
@@ -289,7 +273,7 @@ class _LinesReader(_Reader):
         from pyspark.sql import types as T
 
         from lake_assets.core.records import Fitter, Malformed, parse_line, rescued_json
-        from lake_assets.storage import StorageError
+        from lake_assets.storage import StorageError, read_data
 
         emit_mode = self.options.get("emit", "all")
         fitter = Fitter(T.StructType.fromJson(json.loads(self.options["schema"])),
@@ -310,7 +294,7 @@ class _LinesReader(_Reader):
             # The etag pins the version the scan saw. A file changed or deleted since gives no
             # rows at all; bronze then finds it short and records it as failed.
             try:
-                data = _read_data(uri, f.get("etag"))
+                data = read_data(uri, f.get("etag"))
             except StorageError:
                 continue
             if walk is True and not (mode == "malformed" and malformed is not None):
