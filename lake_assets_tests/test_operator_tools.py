@@ -278,7 +278,7 @@ def test_lost_and_stale_quarantine_rows_are_found_and_repaired(tmp_path, spark):
     lake = loaded_lake(tmp_path)
     bad_file = lake.quarantine_rows()[0][0]
     sql(spark, f"DELETE FROM delta.`{lake.quarantine_path}` WHERE _source_file = '{bad_file}'")
-    validate_fails_with(lake, "quarantined lines) do not match the ledger", bad_file, "1 problem(s)")
+    validate_fails_with(lake, "rows do not match the ledger (table or quarantine)", bad_file, "1 problem(s)")
     repair_then_repair_again(lake, 1)
     lake.assert_exactly_once("lost quarantine rows reloaded")
     from pyspark.sql import functions as F

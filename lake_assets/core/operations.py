@@ -75,7 +75,7 @@ class Problems:
 
     def describe(self) -> list[str]:
         out = [f"orphaned claim (run died): {u}" for u in self.orphaned_claims]
-        out += [f"committed file whose rows (or quarantined lines) do not match the ledger: {u}"
+        out += [f"committed file whose rows do not match the ledger (table or quarantine): {u}"
                 for u in self.missing_rows]
         out += [f"{n} row(s) of an unknown batch for {u}" for u, n in self.unknown_batch_rows.items()]
         out += [f"{n} row(s) from a file the ledger does not know: {u}" for u, n in self.unknown_files.items()]
