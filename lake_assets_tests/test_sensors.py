@@ -185,3 +185,28 @@ def test_detect_layout():
     assert detect_layout("s3://b/t", files) == ["dt=", "%Y-%m-%d"]
     mixed = files + [storage.FileInfo("s3://b/t/2026/01/03/c.json", 1, "e", dt.datetime.now(dt.timezone.utc))]
     assert detect_layout("s3://b/t", mixed) is None
+
+
+def test_runs_are_bounded_by_max_files_per_run(tmp_path, buckets, local_s3):
+    from lake_assets.config import load_config
+    from lake_assets.core.bronze import ingest
+    from lake_assets.engine import spark_session
+
+    landing, warehouse = buckets
+    config = write_config(tmp_path / "lake.yaml", landing, warehouse, f"""
+        telemetry: {{path: telemetry/, start_date: {(TODAY - dt.timedelta(days=3)).isoformat()}, max_files_per_run: 2}}
+    """)
+    _put_many(local_s3, landing[5:], [_day_key(TODAY, f"f{i}.json") for i in range(5)])
+    defs = build_definitions(config)
+    context = build_sensor_context(instance=DagsterInstance.ephemeral(), definitions=defs,
+                                   resources={"lake_resource": LakeResource(config_path=config)})
+    requests = defs.get_sensor_def("bronze_telemetry_files")(context).run_requests
+    assert [(r.partition_key, r.tags["lake/files"], r.tags["lake/max_batches"]) for r in requests] == \
+        [(TODAY.isoformat(), "2", "1"), (TODAY.isoformat(), "2", "1"), (TODAY.isoformat(), "1", "1")]
+    assert len({r.run_key for r in requests}) == 3
+
+    # Each such run takes one bounded batch of the files not yet claimed.
+    lake = load_config(config)
+    loaded = [ingest(spark_session(), lake, lake.sources["telemetry"], [TODAY.isoformat()], max_batches=1,
+                     log=lambda m: None).files for _ in requests]
+    assert loaded == [2, 2, 1]

@@ -144,9 +144,10 @@ def plan(listed: list[tuple[storage.FileInfo, str]], entries: dict[str, Entry], 
 
 def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, reprocess: bool = False,
            run_id: str | None = None, log: Callable[[str], None] = print,
-           progress: Callable[[int, int], None] | None = None) -> IngestResult:
+           progress: Callable[[int, int], None] | None = None, max_batches: int | None = None) -> IngestResult:
     """Ingest the landing files of `days` (YYYY-MM-DD) into bronze, in batches bounded by the
-    source's max_files_per_run / max_bytes_per_run; `reprocess` re-reads committed files too."""
+    source's max_files_per_run / max_bytes_per_run; `reprocess` re-reads committed files too;
+    `max_batches` stops after that many batches (a sensor's bounded run; the rest waits)."""
     layout = Layout(lake.warehouse, source.name)
     result = IngestResult(source.name, sorted(days))
     storage.check_bucket(lake.landing, "landing")
@@ -165,7 +166,7 @@ def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, re
         log(f"{source.name} {_span(days)}: {len(listed)} file(s) landed, {len(wanted)} to ingest"
             + (f", {result.skipped_busy} claimed by another run" if result.skipped_busy else ""))
     done = 0
-    for batch in _batches(wanted, source.max_files_per_run, source.max_bytes_per_run):
+    for batch in batches(wanted, source.max_files_per_run, source.max_bytes_per_run)[:max_batches]:
         batch_id = str(uuid.uuid4())
         won = ledger.claim(batch_id, this_owner(run_id), [(p.file, p.day, p.seen) for p in batch])
         result.skipped_busy += len(batch) - len(won)
@@ -184,15 +185,16 @@ def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, re
     return _with_table_facts(spark, layout, result)
 
 
-def _batches(planned: list[Planned], max_files: int, max_bytes: int) -> list[list[Planned]]:
+def batches(planned: list, max_files: int, max_bytes: int) -> list[list]:
     """Consecutive groups of at most max_files files and (beyond the first file) max_bytes bytes."""
     batches, current, size = [], [], 0
     for p in planned:
-        if current and (len(current) >= max_files or size + p.file.size > max_bytes):
+        file = getattr(p, "file", p)  # a Planned or a FileInfo
+        if current and (len(current) >= max_files or size + file.size > max_bytes):
             batches.append(current)
             current, size = [], 0
         current.append(p)
-        size += p.file.size
+        size += file.size
     return batches + [current] if current else batches
 
 

@@ -10,6 +10,7 @@ from lake_assets.orchestration.metadata import column_schema, uri_metadata
 from lake_assets.orchestration.resources import LakeResource
 
 BACKFILL_TAG = "dagster/backfill"
+MAX_BATCHES_TAG = "lake/max_batches"
 
 
 def daily_partitions(source: SourceConfig) -> DailyPartitionsDefinition:
@@ -41,10 +42,13 @@ def bronze_asset(lake: LakeConfig, source: SourceConfig):
         days = context.partition_keys
         # A backfill re-reads every file of its days and replaces their rows; a normal run only takes new files.
         reprocess = BACKFILL_TAG in context.run.tags
+        # A sensor's run is bounded to one batch (max_files_per_run / max_bytes_per_run).
+        max_batches = int(context.run.tags[MAX_BATCHES_TAG]) if MAX_BATCHES_TAG in context.run.tags else None
         try:
             result = ingest(lake_resource.spark(), lake_now, src, days, reprocess=reprocess,
                             run_id=context.run.run_id, log=context.log.info,
-                            progress=lambda done, total: context.log.info(f"{done}/{total} file(s) done"))
+                            progress=lambda done, total: context.log.info(f"{done}/{total} file(s) done"),
+                            max_batches=max_batches)
         except NewColumnsError as exc:
             raise Failure(description=str(exc), metadata={"new_fields": MetadataValue.json(exc.fields),
                                                           "files": MetadataValue.json(exc.files[:50])}) from None

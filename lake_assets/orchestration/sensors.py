@@ -6,10 +6,10 @@ from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, Se
 
 from lake_assets import storage
 from lake_assets.config import LakeConfig, SourceConfig
-from lake_assets.core.bronze import Layout
+from lake_assets.core.bronze import Layout, batches
 from lake_assets.core.discovery import Cursor, discover, run_key, s3_event_records
 from lake_assets.core.partitions import landing_date
-from lake_assets.orchestration.bronze import bronze_key
+from lake_assets.orchestration.bronze import MAX_BATCHES_TAG, bronze_key
 from lake_assets.orchestration.resources import LakeResource
 
 MAX_MESSAGES_PER_TICK = 1000
@@ -115,9 +115,11 @@ def bronze_sensor(lake: LakeConfig, source: SourceConfig):
                 context.log.warning(f"{len(files)} file(s) with landing date {day} are outside the partitions "
                                     f"{first}..{last}; not requested")
                 continue
-            unique = list({f.uri: f for f in files}.values())
-            requests.append(RunRequest(partition_key=day, run_key=run_key(src.name, day, unique),
-                                       asset_selection=[key], tags={"lake/files": str(len(unique))}))
+            unique = sorted({f.uri: f for f in files}.values(), key=lambda f: f.uri)
+            for chunk in batches(unique, src.max_files_per_run, src.max_bytes_per_run):
+                requests.append(RunRequest(partition_key=day, run_key=run_key(src.name, day, chunk),
+                                           asset_selection=[key],
+                                           tags={"lake/files": str(len(chunk)), MAX_BATCHES_TAG: "1"}))
         return SensorResult(run_requests=requests, cursor=cursor.dumps())
 
     return _sensor
