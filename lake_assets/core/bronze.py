@@ -271,7 +271,7 @@ def _load(spark, source: SourceConfig, layout: Layout, claimed: list[Planned], b
     scope = (f"t.{PARTITION_COLUMN} IN ({', '.join(map(tables.sql_string, days))}) AND "
              f"t._source_file IN ({', '.join(map(tables.sql_string, uris))})")
     with_malformed = [f for f in readable if scans[f["uri"]]["malformed"] != "[]"]
-    if with_malformed or not fresh:
+    if uris and (with_malformed or not fresh):
         bad = reader.malformed_rows(spark, with_malformed, target, audit)
         _write(spark, bad, layout.quarantine, fresh, scope, batch_id, QUARANTINE_SCHEMA)
         checkpoint("quarantine_written")
