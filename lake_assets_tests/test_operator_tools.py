@@ -80,7 +80,7 @@ def test_status_reports_counts_schema_version_and_rescued_rate(tmp_path):
     assert r.returncode == 0, str(r)
     status = r.json
     assert status["source"] == SOURCE
-    assert status["files"] == {"committed": 4, "failed": 1}
+    assert status["files"] == {"committed": 4, "failed": 1, "pending": 0}
     assert status["records"] == 12 and status["malformed"] == 2
     assert status["rescued_rate"] == round(1 / 12, 6)
     assert status["schema_version"] == 0 and status["schema_pending"] is False
@@ -91,10 +91,11 @@ def test_status_reports_counts_schema_version_and_rescued_rate(tmp_path):
     assert "gzip" in ledger[bad]["error"]
 
     lake.land(DAY2, "new.json", [{"event_id": "n-1", "n": 1, "device": {"id": "y"}, "added": True}])
+    assert lake.run("status").json["files"]["pending"] == 1  # landed, not ingested yet
     lake.ingest(DAY2)
     status = lake.run("status").json                          # all sources (one here)
     assert status["schema_version"] == 1
-    assert status["files"] == {"committed": 5, "failed": 1}
+    assert status["files"] == {"committed": 5, "failed": 1, "pending": 0}
     assert status["records"] == 13 and status["rescued_rate"] == round(1 / 13, 6)
 
 

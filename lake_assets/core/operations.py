@@ -46,9 +46,12 @@ def source_status(spark, lake: LakeConfig, source: SourceConfig) -> dict:
     rescued = sum(e.rescued or 0 for e in committed)
     schema = SchemaLog(layout.schemas)
     current = schema.current()
+    # Landed files the ledger does not know yet are pending (the ledger records files once claimed).
+    known = {e.uri: e.etag for e in entries}
+    pending = sum(1 for f, _ in list_landing(lake, source) if known.get(f.uri) != f.etag)
     return {
         "source": source.name,
-        "files": dict(Counter(e.status for e in entries)),
+        "files": {**dict(Counter(e.status for e in entries)), "pending": pending},
         "records": records,
         "malformed": sum(e.malformed or 0 for e in committed),
         "rescued_rate": round(rescued / records, 6) if records else 0.0,
