@@ -175,14 +175,6 @@ def _register_unknown_files(spark, lake, source, layout: Layout, ledger: Ledger,
     log(f"registered {len(present)} unknown file(s) for reload; adopted {len(gone)} file(s) no longer in the landing")
 
 
-def _days_of(spark, layout: Layout, files: dict[str, int]) -> list[str]:
-    if not files:
-        return []
-    rows = (tables.read(spark, layout.bronze).where(F.col("_source_file").isin(list(files)))
-            .select("_landing_date").distinct().collect())
-    return [r["_landing_date"] for r in rows]
-
-
 def reset(spark, lake: LakeConfig, source: SourceConfig, confirm: str | None, log=print) -> dict:
     """Empty the bronze table, its quarantine, the ledger and the schema log of one source.
 

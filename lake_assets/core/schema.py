@@ -415,11 +415,3 @@ def _grow(cur: T.DataType | None, seen: T.DataType, path: str, new_fields: list,
     if cur is None:
         return drop_unknown(seen)
     return cur  # existing types never change; mismatching values are rescued per record
-
-
-def to_json(schema: T.StructType) -> dict:
-    return schema.jsonValue()
-
-
-def from_json(doc: dict) -> T.StructType:
-    return T.StructType.fromJson(doc)
