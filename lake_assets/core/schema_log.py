@@ -41,16 +41,19 @@ class SchemaLog:
     def _version_uri(self, n: int) -> str:
         return storage.join(self.uri, f"{n:06d}.json")
 
-    def versions(self) -> list[SchemaVersion]:
+    def _version_files(self) -> list[str]:
         try:
-            files = [f for f in storage.list_files(self.uri) if f.uri.rsplit("/", 1)[-1][:6].isdigit()]
+            return sorted(f.uri for f in storage.list_files(self.uri) if f.uri.rsplit("/", 1)[-1][:6].isdigit())
         except storage.StorageError:
             return []
-        return [SchemaVersion.from_json(storage.read_bytes(f.uri)) for f in sorted(files, key=lambda f: f.uri)]
+
+    def versions(self) -> list[SchemaVersion]:
+        return [SchemaVersion.from_json(storage.read_bytes(uri)) for uri in self._version_files()]
 
     def current(self) -> SchemaVersion | None:
-        versions = self.versions()
-        return versions[-1] if versions else None
+        """The latest version (reads only that one document)."""
+        files = self._version_files()
+        return SchemaVersion.from_json(storage.read_bytes(files[-1])) if files else None
 
     def record(self, schema: T.StructType, reason: str, files: list[str]) -> SchemaVersion | None:
         """Append a version if `schema` differs from the current one; None if another writer

@@ -55,6 +55,8 @@ def replace_rows(spark, df: DataFrame, uri: str, *, keys: list[str], scope: str,
     view = f"lake_replace_{int(time.time() * 1e6)}"
     df.createOrReplaceTempView(view)
     on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    # SQL MERGE takes commit metadata only from the session conf (Databricks; Sail ignores it):
+    # set it for this statement alone, so later commits do not inherit it.
     if metadata:
         spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", metadata)
     try:
@@ -63,6 +65,8 @@ def replace_rows(spark, df: DataFrame, uri: str, *, keys: list[str], scope: str,
                   f"WHEN NOT MATCHED BY SOURCE AND ({scope}) THEN DELETE")
     finally:
         spark.catalog.dropTempView(view)
+        if metadata:
+            spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
 
 
 def is_commit_conflict(exc: Exception) -> bool:
