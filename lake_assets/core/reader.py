@@ -10,7 +10,9 @@ engine's own JSON reader cannot give."""
 from __future__ import annotations
 
 import json
+import re
 
+import numpy as np
 import orjson
 import pyarrow as pa
 from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
@@ -31,6 +33,48 @@ TS_SHAPES = {
     "iso_ms_z": (r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
                  r"\.[0-9]{3}Z$", "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"),
 }
+
+
+class _ParseCache:
+    """Arrow tables the scan parsed, by (uri, etag), so the typed pass need not parse a file again.
+    Process-local: the embedded engine runs both passes in this process; elsewhere (executors of
+    a cluster) a miss parses the file again, with the same result. Bounded by LAKE_PARSE_CACHE_MB."""
+
+    def __init__(self):
+        import threading
+        from collections import OrderedDict
+
+        self.items: OrderedDict = OrderedDict()
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def put(self, key, tables: list) -> None:
+        import os
+
+        limit = int(os.environ.get("LAKE_PARSE_CACHE_MB", "2048")) << 20
+        nbytes = sum(t.nbytes for t, _ in tables)
+        with self.lock:
+            self._drop(key)
+            if nbytes > limit:
+                return
+            while self.items and self.size + nbytes > limit:
+                self._drop(next(iter(self.items)))
+            self.items[key] = (tables, nbytes)
+            self.size += nbytes
+
+    def pop(self, key) -> list | None:
+        with self.lock:
+            item = self.items.get(key)
+            self._drop(key)
+            return item[0] if item else None
+
+    def _drop(self, key) -> None:
+        item = self.items.pop(key, None)
+        if item:
+            self.size -= item[1]
+
+
+_PARSED = _ParseCache()
 
 
 class _Files(InputPartition):
@@ -69,6 +113,8 @@ class _ScanReader(_Reader):
                 yield (f["uri"], f.get("etag"), 0, "[]", None, 0, str(exc), None)
                 continue
             r = scan_bytes(data)
+            if r.get("tables"):
+                _PARSED.put((f["uri"], f.get("etag")), r.pop("tables"))
             tracked = r["malformed"] if len(r["malformed"]) <= MAX_TRACKED_MALFORMED else None
             detail = {"conflict_lines": r["conflict_lines"], "ts": r["ts"], "engine": r["engine"]}
             yield (f["uri"], f.get("etag"), r["records"], json.dumps(tracked), r["schema"].json(),
@@ -126,22 +172,40 @@ def _ts_of_lines(body: bytes, rows: int) -> dict:
     return _ts_shapes(table)
 
 
-def _arrow_read(data: bytes):
+def _arrow_read(data: bytes, schema: pa.Schema | None = None):
+    table, _ = _arrow_try(data, schema)
+    return table
+
+
+def _arrow_try(data: bytes, schema: pa.Schema | None = None):
+    """(pyarrow's table of NDJSON `data`, None), or (None, why it cannot read it)."""
     import pyarrow.json as pj
 
     if len(data) + 1 >= 2**31:
-        return None
+        return None, "too large"
+    parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer") if schema else None
     try:
-        return pj.read_json(pa.BufferReader(data),
-                            read_options=pj.ReadOptions(block_size=max(len(data) + 1, 1 << 16), use_threads=False))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowIndexError, OverflowError):
-        return None
+        return pj.read_json(pa.BufferReader(data), parse_options=parse,
+                            read_options=pj.ReadOptions(block_size=max(len(data) + 1, 1 << 16),
+                                                        use_threads=False)), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowIndexError,
+            OverflowError) as exc:
+        return None, str(exc)
+
+
+def _strings_for_timestamps(t: pa.DataType) -> pa.DataType:
+    """`t` with the timestamps arrow inferred from strings typed string again (their text is the value)."""
+    if pa.types.is_timestamp(t):
+        return pa.string()
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _strings_for_timestamps(f.type)) for f in t])
+    if pa.types.is_list(t):
+        return pa.list_(_strings_for_timestamps(t.value_type))
+    return t
 
 
 def _line_bounds(data: bytes):
     """(start, end) byte offsets of each line of data.split(b"\n"), end excluding a trailing \r."""
-    import numpy as np
-
     buf = np.frombuffer(data, np.uint8)
     nl = np.flatnonzero(buf == 10)
     starts = np.concatenate(([0], nl + 1)).astype(np.int64)
@@ -153,8 +217,10 @@ def _line_bounds(data: bytes):
 
 
 def _arrow_scan(data: bytes) -> dict | None:
-    import numpy as np
-
+    """scan_bytes by pyarrow, or None when the result might differ from the Python Inferrer's.
+    A file whose fields conflict in type is split by the conflicting field's JSON type (pyarrow
+    names the field) and each part parsed alone: the part holding the first value wins, the other
+    parts' lines are the conflict lines, as for the Inferrer (first seen wins)."""
     if not data or b"NaN" in data or b"Inf" in data:  # RapidJSON accepts NaN/Infinity; orjson does not
         return None
     try:
@@ -162,25 +228,146 @@ def _arrow_scan(data: bytes) -> dict | None:
     except UnicodeDecodeError:
         return None
     buf, starts, ends = _line_bounds(data)
-    blank = ends == starts
-    good = ~blank
+    good = ends != starts
     s, e = starts[good], ends[good]
     # Every non-blank line must be `{...}` exactly: then no value spans lines, and with as many rows
     # as lines, each line is one JSON object (what parse_line accepts).
     if not (np.all(buf[s] == 123) and np.all(buf[e - 1] == 125)):
         return None
-    table = _arrow_read(data)
-    if table is None or table.num_rows != int(good.sum()):
+    numbers = np.flatnonzero(good) + 1
+    table, error = _arrow_try(data)
+    if table is not None:
+        parts = _part(data, table, numbers, frozenset())
+    else:
+        lines = [data[a:b] for a, b in zip(s.tolist(), e.tolist())]
+        parts = _split(lines, numbers, error, frozenset(), 0)
+    if parts is None:
         return None
-    kind = _arrow_kind(pa.struct(list(table.schema)), 0)
-    if kind is _NO:
+    parts.sort(key=lambda p: p[1][0])
+    if parts[0][3]:
+        return None
+    kind, lost = parts[0][2], []
+    for table, part_numbers, part_kind, allowed in parts[1:]:
+        conflicts: list[str] = []
+        kind = _merge_kinds(kind, part_kind, "", conflicts)
+        if not set(conflicts) <= allowed or bool(conflicts) != bool(allowed):
+            return None  # a conflict no split explains: its first value may lie elsewhere
+        lost.append(part_numbers)
+    # Field order is first appearance; parts merged one after another keep it only when the first
+    # record already names every field (else the Python way decides the order).
+    if lost and not _key_paths(kind) <= _key_paths(orjson.loads(data[s[0]:e[0]]), value=True):
         return None
     from lake_assets.core.schema import Inferrer
 
     inferrer = Inferrer()
     inferrer.kind = kind
-    return {"records": table.num_rows, "malformed": [], "schema": inferrer.result(), "conflicts": 0,
-            "conflict_lines": [], "ts": _ts_shapes(table), "engine": "arrow"}
+    conflict_lines = sorted(np.concatenate(lost).tolist()) if lost else []
+    winner = parts[0]
+    return {"records": len(numbers), "malformed": [], "schema": inferrer.result(), "conflicts": len(conflict_lines),
+            "conflict_lines": conflict_lines if len(conflict_lines) <= MAX_TRACKED_CONFLICTS else None,
+            "ts": _ts_shapes(winner[0]), "engine": "arrow", "tables": [(winner[0], winner[1])]}
+
+
+MAX_SPLITS = 4
+_CHANGED = re.compile(r"Column\((/.*)\) changed from \w+ to \w+")
+
+
+def _part(data: bytes, table, numbers, allowed: frozenset) -> list | None:
+    """[(table, line numbers, kind, conflict paths allowed)] for lines pyarrow read in one go."""
+    if table.num_rows != len(numbers):
+        return None
+    kind = _arrow_kind(pa.struct(list(table.schema)), 0)
+    if kind is _NO:
+        return None
+    as_text = pa.schema([pa.field(f.name, _strings_for_timestamps(f.type)) for f in table.schema])
+    if as_text != table.schema:
+        table = _arrow_read(data, as_text)
+        if table is None or table.num_rows != len(numbers):
+            return None
+    return [(table, numbers, kind, allowed)]
+
+
+def _split(lines: list[bytes], numbers, error: str | None, allowed: frozenset, depth: int) -> list | None:
+    """Parts of lines that pyarrow could not read together, split by the JSON type of the field its
+    error names; lines without a value there join the part of the first type seen."""
+    found = _CHANGED.search(error or "")
+    if found is None or depth >= MAX_SPLITS:
+        return None
+    path = found.group(1)
+    steps = path.split("/")[1:]
+    try:
+        classes = [_json_types_at(orjson.loads(raw), steps) for raw in lines]
+    except orjson.JSONDecodeError:
+        return None
+    order = list(dict.fromkeys(c for c in classes if c))
+    if len(order) < 2 or any(len(c) > 1 for c in order):
+        return None  # no split, or a record holding several types there: the Python way
+    parts = []
+    for i, cls in enumerate(order):
+        index = np.array([j for j, c in enumerate(classes) if c == cls or (not c and i == 0)], np.int64)
+        body = b"\n".join(lines[j] for j in index)
+        keep = allowed if i == 0 else allowed | {path}
+        table, error = _arrow_try(body)
+        if table is not None:
+            got = _part(body, table, numbers[index], keep)
+        else:
+            got = _split([lines[j] for j in index], numbers[index], error, keep, depth + 1)
+        if got is None:
+            return None
+        parts += got
+    return parts
+
+
+def _json_types_at(value, steps: list[str]) -> frozenset:
+    """The JSON types ("number", "string", ...) found at a pyarrow column path ("[]": array elements)."""
+    if value is None:
+        return frozenset()
+    if not steps:
+        if isinstance(value, bool):
+            return frozenset(["boolean"])
+        if isinstance(value, (int, float)):
+            return frozenset(["number"])
+        return frozenset([{str: "string", dict: "object", list: "array"}[type(value)]])
+    head, rest = steps[0], steps[1:]
+    if head == "[]":
+        return frozenset().union(*(_json_types_at(v, rest) for v in value)) if isinstance(value, list) \
+            else frozenset()
+    return _json_types_at(value.get(head), rest) if isinstance(value, dict) else frozenset()
+
+
+def _key_paths(tree, path: str = "", value: bool = False) -> set[str]:
+    """The field paths of an Inferrer kind, or (value=True) of a parsed JSON value."""
+    out: set[str] = set()
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            out.add(f"{path}/{k}")
+            out |= _key_paths(v, f"{path}/{k}", value)
+    elif isinstance(tree, list):
+        for item in (tree if value else tree[:1]):
+            out |= _key_paths(item, path + "/[]", value)
+    return out
+
+
+def _merge_kinds(a, b, path: str, conflicts: list):
+    """Inferrer kinds merged as Inferrer._merge merges values (`a` first); conflict paths appended
+    in pyarrow's notation."""
+    if b is None:
+        return a
+    if a is None:
+        return b
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = _merge_kinds(out.get(k), v, f"{path}/{k}", conflicts)
+        return out
+    if isinstance(a, list) and isinstance(b, list):
+        return [_merge_kinds(a[0], b[0], path + "/[]", conflicts)]
+    if a == b:
+        return a
+    if isinstance(a, str) and isinstance(b, str) and {a, b} == {"bigint", "double"}:
+        return "double"
+    conflicts.append(path)
+    return a
 
 
 _NO = object()
@@ -370,6 +557,100 @@ def _batch(columns: dict[str, list]) -> pa.RecordBatch:
     return batch
 
 
+class _TypedReader(_Reader):
+    """Rows of the files the scan parsed with pyarrow, conformed to the table's data columns (option
+    `schema`, as declared_schema gives it), with `_source_file`, `_line` and `_landing_date` — no
+    JSON text and no from_json in between. A file's `walk` lines (type conflicts) are left out:
+    the lines pass walks them."""
+
+    def read(self, partition: _Files):
+        from pyspark.sql import types as T
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        from lake_assets.storage import StorageError, read_data
+
+        declared = T.StructType.fromJson(json.loads(self.options["schema"]))
+        out = to_arrow_schema(declared).append(pa.field("_source_file", pa.string())) \
+            .append(pa.field("_line", pa.int64())).append(pa.field("_landing_date", pa.string()))
+        for f in partition.files:
+            tables = _PARSED.pop((f["uri"], f.get("etag")))
+            if tables is None:  # parsed by another process, or evicted: parse again
+                try:
+                    tables = _arrow_scan(read_data(f["uri"], f.get("etag")))["tables"]
+                except StorageError:
+                    continue  # changed or deleted since the scan: bronze finds the file short
+            skip = np.array(f["walk"] if isinstance(f["walk"], list) else [], np.int64)
+            for table, lines in tables:
+                if len(skip):
+                    keep = ~np.isin(lines, skip)
+                    table, lines = table.filter(pa.array(keep)), lines[keep]
+                n = table.num_rows
+                if not n:
+                    continue
+                columns = [_conform(table.column(field.name).combine_chunks(), field.type)
+                           if field.name in table.column_names else pa.nulls(n, field.type)
+                           for field in out if field.name not in ("_source_file", "_line", "_landing_date")]
+                columns += [pa.array([f["uri"]]).take(pa.array(np.zeros(n, np.int64))), pa.array(lines, pa.int64()),
+                            pa.array([f["day"]]).take(pa.array(np.zeros(n, np.int64)))]
+                yield pa.RecordBatch.from_arrays(columns, schema=out)
+
+
+def _conform(arr: pa.Array, target: pa.DataType) -> pa.Array:
+    """An arrow array of an inferred type as `target`, which typed_fits approved."""
+    import pyarrow.compute as pc
+
+    if arr.type == target:
+        return arr
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), target)
+    if pa.types.is_struct(target):
+        names = {arr.type.field(i).name for i in range(arr.type.num_fields)}
+        children = [_conform(arr.field(f.name), f.type) if f.name in names else pa.nulls(len(arr), f.type)
+                    for f in target]
+        return pa.StructArray.from_arrays(children, fields=list(target), mask=arr.is_null())
+    if pa.types.is_list(target):
+        return pa.ListArray.from_arrays(arr.offsets, _conform(arr.values, target.value_type), type=target,
+                                        mask=arr.is_null())
+    if pa.types.is_timestamp(target):  # strings of one TS_SHAPES shape (the scan checked every value)
+        return pc.cast(arr, pa.timestamp("us", "UTC")).cast(target)
+    return pc.cast(arr, target)  # bigint -> double
+
+
+def declared_schema(t):
+    """The schema the typed source declares: TIMESTAMP as TIMESTAMP_NTZ (holding UTC), since a
+    Python data source cannot declare a zoned timestamp on every engine; good_rows casts back."""
+    from pyspark.sql import types as T
+
+    if isinstance(t, T.StructType):
+        return T.StructType([T.StructField(f.name, declared_schema(f.dataType), f.nullable) for f in t.fields])
+    if isinstance(t, T.ArrayType):
+        return T.ArrayType(declared_schema(t.elementType), t.containsNull)
+    if isinstance(t, T.MapType):
+        return T.MapType(declared_schema(t.keyType), declared_schema(t.valueType), t.valueContainsNull)
+    return T.TimestampNTZType() if isinstance(t, T.TimestampType) else t
+
+
+def typed_fits(target, seen, ts: dict, path: str = "") -> bool:
+    """True when _conform turns arrow's parse of `seen` values into `target` exactly as from_json
+    would parse their text: the same type, bigint into double, structs and arrays of such, or
+    strings of one TS_SHAPES shape (`ts`: {path: shape}) into TIMESTAMP."""
+    from pyspark.sql import types as T
+
+    if isinstance(seen, T.NullType):
+        return True
+    if isinstance(target, T.StructType) and isinstance(seen, T.StructType):
+        fields = {f.name: f.dataType for f in target.fields}
+        return all(f.name in fields and typed_fits(fields[f.name], f.dataType, ts, f"{path}.{f.name}" if path else f.name)
+                   for f in seen.fields if not isinstance(f.dataType, T.NullType))
+    if isinstance(target, T.ArrayType) and isinstance(seen, T.ArrayType):
+        return typed_fits(target.elementType, seen.elementType, ts, path + "[]")
+    if isinstance(target, T.TimestampType):
+        return isinstance(seen, T.StringType) and ts.get(path) == "iso_ms_z"
+    simple = (T.StringType, T.LongType, T.DoubleType, T.BooleanType)
+    return isinstance(target, simple) and (target == seen or (isinstance(seen, T.LongType)
+                                                              and isinstance(target, T.DoubleType)))
+
+
 class ScanSource(DataSource):
     @classmethod
     def name(cls):
@@ -394,12 +675,29 @@ class LinesSource(DataSource):
         return _LinesReader(self.options)
 
 
+class TypedSource(DataSource):
+    @classmethod
+    def name(cls):
+        return "lake_typed"
+
+    def schema(self):
+        from pyspark.sql import types as T
+
+        declared = T.StructType.fromJson(json.loads(self.options["schema"]))
+        return T.StructType(declared.fields + [T.StructField("_source_file", T.StringType()),
+                                               T.StructField("_line", T.LongType()),
+                                               T.StructField("_landing_date", T.StringType())])
+
+    def reader(self, schema):
+        return _TypedReader(self.options)
+
+
 def scan(spark, files: list[dict]) -> dict[str, object]:
     """One row per file (see SCAN_SCHEMA), by URI."""
     return {r["uri"]: r for r in spark.read.format("lake_scan").option("files", json.dumps(files)).load().collect()}
 
 
-def plan_walks(files: list[dict], scans: dict, target) -> None:
+def plan_walks(files: list[dict], scans: dict, target, table=None) -> None:
     """Mark each file with its malformed lines, what its records need (`walk`: True to walk every
     record through the Fitter, False to pass every good line through as is, or the list of line
     numbers to walk — the records with a type conflict inside the file) and `ts_format`, the
@@ -407,7 +705,9 @@ def plan_walks(files: list[dict], scans: dict, target) -> None:
 
     A record passes through only if its type fits the target as is (`subsumes`), where a TIMESTAMP
     field counts as fitting a string field whose every value has one exact shape (TS_SHAPES) that
-    from_json reads to the same instant."""
+    from_json reads to the same instant. `typed`: the file's pyarrow parse (the scan's) goes into
+    the table as is, through lake_typed, when typed_fits approves it for `target` and the `table`'s
+    data columns; its other lines (walk) still go through the lines pass."""
     from pyspark.sql import types as T
 
     from lake_assets.core.schema import subsumes
@@ -421,6 +721,8 @@ def plan_walks(files: list[dict], scans: dict, target) -> None:
         relaxed = _relax(target, detail.get("ts") or {}, "", used)
         f["ts_format"] = None
         f["walk"] = True
+        f["typed"] = (detail.get("engine") == "arrow" and typed_fits(target, seen, detail.get("ts") or {})
+                      and typed_fits(table or target, seen, detail.get("ts") or {}))
         if len(used) > 1 or not subsumes(relaxed, seen):
             continue
         if used and subsumes(target, seen):  # (cannot happen: a TIMESTAMP field is never inferred)
@@ -463,22 +765,34 @@ def good_rows(spark, files: list[dict], target, data_schema, rescued_column: str
 
     from lake_assets.core.records import TIMESTAMP_FORMAT
 
-    # One read per from_json timestamp format, so walked lines (canonical timestamps) and lines
-    # passed through with timestamps of another exact shape never meet in one from_json.
-    shaped = [f for f in files if f.get("ts_format")]
-    reads = [([f for f in files if not f.get("ts_format")]
-              + [{**f, "emit": "walked"} for f in shaped if f["walk"] is not False], "all", TIMESTAMP_FORMAT)]
+    # Files the scan parsed with pyarrow go in typed (their conflict lines walked); the rest go as
+    # JSON text through from_json, one read per timestamp format, so walked lines (canonical
+    # timestamps) and lines passed through with timestamps of another exact shape never meet.
+    typed = [f for f in files if f.get("typed") and f["walk"] is not True]
+    rest = [f for f in files if f not in typed]
+    shaped = [f for f in rest if f.get("ts_format")]
+    walked = [{**f, "emit": "walked"} for f in shaped + typed if f["walk"] is not False]
+    reads = [([f for f in rest if not f.get("ts_format")] + walked, "all", TIMESTAMP_FORMAT)]
     for fmt in sorted({f["ts_format"] for f in shaped}):
         reads.append(([f for f in shaped if f["ts_format"] == fmt], "pass", fmt))
-    out = None
+    parts = []
     for group, emit, fmt in reads:
-        if not group and out is not None:
-            continue
-        df = (_lines(spark, group, target, rescue_unknown, emit).where("corrupt IS NULL")
-              .select(F.from_json("value", data_schema, {"timestampFormat": fmt}).alias("r"),
-                      F.col("rescued").alias(rescued_column), "_source_file", "_line", "_landing_date")
-              .select("r.*", rescued_column, "_source_file", "_line", *audit, "_landing_date"))
-        out = df if out is None else out.unionByName(df)
+        if group:
+            parts.append(_lines(spark, group, target, rescue_unknown, emit).where("corrupt IS NULL")
+                         .select(F.from_json("value", data_schema, {"timestampFormat": fmt}).alias("r"),
+                                 F.col("rescued").alias(rescued_column), "_source_file", "_line", "_landing_date")
+                         .select("r.*", rescued_column, "_source_file", "_line", *audit, "_landing_date"))
+    if typed or not parts:
+        declared = declared_schema(data_schema)
+        df = (spark.read.format("lake_typed").option("files", json.dumps(typed)).option("schema", declared.json())
+              .load())
+        parts.append(df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) if f.dataType != d.dataType
+                                 else F.col(f.name) for f, d in zip(data_schema.fields, declared.fields)],
+                               F.lit(None).cast("string").alias(rescued_column), "_source_file", "_line", *audit,
+                               "_landing_date"))
+    out = parts[0]
+    for df in parts[1:]:
+        out = out.unionByName(df)
     return out
 
 
@@ -494,3 +808,4 @@ def malformed_rows(spark, files: list[dict], target, audit: list):
 def register_sources(spark) -> None:
     spark.dataSource.register(ScanSource)
     spark.dataSource.register(LinesSource)
+    spark.dataSource.register(TypedSource)
