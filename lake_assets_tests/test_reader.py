@@ -59,11 +59,18 @@ SPLIT = [
     b'{"a":1,"b":1}\n{"a":"s","b":1}\n{"a":2,"b":"t"}\n{"a":"u","b":"v"}\n',   # two fields (split twice)
     b'{"a":[1],"z":{"q":null}}\n{"a":1}\n{"a":[2],"z":{"q":1}}\n',
 ]
+# Splits whose lines' types cannot be read off the key's text: parsed line by line instead.
+SPLIT_PARSED = [
+    b'{"d":{"id":1},"s":{"id":"a"}}\n{"d":{"id":"x"},"s":{"id":"b"}}\n',     # the name is used twice
+    b'{"m":1}\n{"\\u006d":"x"}\n{"m":2}\n',                                  # the key written escaped
+    b'{"s":[{"v":1}]}\n{"s":[{"v":"x"}]}\n',                                  # inside an array
+]
 # Conflicts a split cannot explain alone go the Python way.
 SPLIT_FALLBACK = [
     b'{"a":[1,"x"]}\n{"a":[2]}\n',                                         # one record, two types
     b'{"a":1,"b":null}\n{"a":"s","b":"x"}\n{"a":2,"b":1}\n',                # b's first value is in a lost line
     b'{"x":null}\n{"a":"s","n":1}\n{"a":2,"m":true}\n',                      # the first record lacks fields
+    b'{"a":1,"b":NaN}\n{"a":"x","b":1.5}\n',                                   # NaN: malformed for orjson
 ]
 
 
@@ -72,6 +79,24 @@ def test_arrow_scan_splits_type_conflicts_like_the_python_inferrer(data):
     fast, slow = both(data)
     assert fast["engine"] == "arrow" and slow["conflicts"]
     same(fast, slow)
+
+
+@pytest.mark.parametrize("data", SPLIT_PARSED)
+def test_splits_fall_back_to_parsing_each_line_where_the_key_text_is_not_exact(data, monkeypatch):
+    parsed = []
+    original = reader._json_types_at
+    monkeypatch.setattr(reader, "_json_types_at", lambda *a: parsed.append(1) or original(*a))
+    fast, slow = both(data)
+    assert fast["engine"] == "arrow" and parsed
+    same(fast, slow)
+
+
+def test_key_text_gives_each_lines_json_type():
+    lines = [b'{"a":{"k" : "x"}}', b'{"a":{"k":-1}}', b'{"a":{"k":true}}', b'{"a":{"k":{"z":1}}}',
+             b'{"a":{"k":[1]}}', b'{"a":{"k":null}}', b'{"a":{}}', b'{"b":"\\"k\\":1"}']
+    got = reader._types_by_key_text(lines, "k")
+    assert got == [frozenset([t]) for t in ("string", "number", "boolean", "object", "array")] + [frozenset()] * 3
+    assert reader._types_by_key_text([b'{"k":1,"k":"x"}'], "k") is None  # twice in one line
 
 
 @pytest.mark.parametrize("data", SPLIT_FALLBACK)
@@ -174,6 +199,11 @@ def _write_files(lake: Lake):
     rng = random.Random(11)
     lake.write(1, "plain.json", _records(rng, 60, False))
     lake.write(1, "conflicts.json", _records(rng, 60, True))
+    objects = _records(rng, 30, False)
+    for i, r in enumerate(objects):  # a conflict the typed path walks: objects where numbers were
+        if i % 4 == 3:
+            r["fw"]["minor"] = {"rc": i}
+    lake.write(1, "objects.json", objects)
     lake.write(1, "bad_ts.json", _records(rng, 60, False, bad_ts=True))
     lake.write(1, "malformed.json", _records(rng, 20, False)[:10] + ['{"id": 1, "at":', "", "  ", "[1]"]
                + _records(rng, 20, True)[10:])
@@ -211,7 +241,7 @@ def test_fast_paths_land_the_same_table_as_walking_every_record(spark, tmp_path,
         assert ("conflicts.json", "lines", reader.TS_SHAPES["iso_ms_z"][1]) in walks
         assert ("bad_ts.json", True, None) in walks
     if "DATE" not in hints:  # pyarrow's parse of these files goes into the table as is
-        assert "plain.json" in typed and "conflicts.json" in typed
+        assert {"plain.json", "conflicts.json", "objects.json"} <= set(typed)
     if not hints:
         assert ("plain.json", False, None) in walks and ("conflicts.json", "lines", None) in walks
 

@@ -36,7 +36,8 @@ TS_SHAPES = {
 
 
 class _ParseCache:
-    """Arrow tables the scan parsed, by (uri, etag), so the typed pass need not parse a file again.
+    """What the scan parsed (_arrow_scan's `parsed`), by (uri, etag), so the typed pass need not read
+    or parse a file again.
     Process-local: the embedded engine runs both passes in this process; elsewhere (executors of
     a cluster) a miss parses the file again, with the same result. Bounded by LAKE_PARSE_CACHE_MB."""
 
@@ -48,21 +49,22 @@ class _ParseCache:
         self.size = 0
         self.lock = threading.Lock()
 
-    def put(self, key, tables: list) -> None:
+    def put(self, key, parsed: tuple) -> None:
         import os
 
         limit = int(os.environ.get("LAKE_PARSE_CACHE_MB", "2048")) << 20
-        nbytes = sum(t.nbytes for t, _ in tables)
+        pieces, walk = parsed
+        nbytes = sum(table.nbytes for table, _, _ in pieces) + sum(len(raw) for _, raw in walk)
         with self.lock:
             self._drop(key)
             if nbytes > limit:
                 return
             while self.items and self.size + nbytes > limit:
                 self._drop(next(iter(self.items)))
-            self.items[key] = (tables, nbytes)
+            self.items[key] = (parsed, nbytes)
             self.size += nbytes
 
-    def pop(self, key) -> list | None:
+    def pop(self, key) -> tuple | None:
         with self.lock:
             item = self.items.get(key)
             self._drop(key)
@@ -82,8 +84,13 @@ class _Files(InputPartition):
         self.files = files
 
 
-def _partitions(files: list, max_partitions: int = 16) -> list[_Files]:
-    """Spread files over a few partitions, largest first, to balance the work."""
+def _partitions(files: list, max_partitions: int | None = None) -> list[_Files]:
+    """Spread files over a few partitions, largest first, to balance the work. As many as the
+    machine planning the read has cores: the embedded engine runs every partition at once on its
+    own thread, and more threads than cores only contend for the GIL."""
+    import os
+
+    max_partitions = max_partitions or max(2, os.cpu_count() or 2)
     groups: list[list] = [[] for _ in range(min(len(files), max_partitions))]
     sizes = [0] * len(groups)
     for f in sorted(files, key=lambda f: -f.get("size", 0)):
@@ -113,8 +120,8 @@ class _ScanReader(_Reader):
                 yield (f["uri"], f.get("etag"), 0, "[]", None, 0, str(exc), None)
                 continue
             r = scan_bytes(data)
-            if r.get("tables"):
-                _PARSED.put((f["uri"], f.get("etag")), r.pop("tables"))
+            if r.get("parsed"):
+                _PARSED.put((f["uri"], f.get("etag")), r.pop("parsed"))
             tracked = r["malformed"] if len(r["malformed"]) <= MAX_TRACKED_MALFORMED else None
             detail = {"conflict_lines": r["conflict_lines"], "ts": r["ts"], "engine": r["engine"]}
             yield (f["uri"], f.get("etag"), r["records"], json.dumps(tracked), r["schema"].json(),
@@ -172,18 +179,19 @@ def _ts_of_lines(body: bytes, rows: int) -> dict:
     return _ts_shapes(table)
 
 
-def _arrow_read(data: bytes, schema: pa.Schema | None = None):
-    table, _ = _arrow_try(data, schema)
+def _arrow_read(data: bytes, schema: pa.Schema | None = None, unexpected: str = "infer"):
+    table, _ = _arrow_try(data, schema, unexpected)
     return table
 
 
-def _arrow_try(data: bytes, schema: pa.Schema | None = None):
-    """(pyarrow's table of NDJSON `data`, None), or (None, why it cannot read it)."""
+def _arrow_try(data: bytes, schema: pa.Schema | None = None, unexpected: str = "infer"):
+    """(pyarrow's table of NDJSON `data`, None), or (None, why it cannot read it). `schema` types
+    the fields it names; `unexpected` ("infer" / "error") says what happens to the others."""
     import pyarrow.json as pj
 
     if len(data) + 1 >= 2**31:
         return None, "too large"
-    parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer") if schema else None
+    parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior=unexpected) if schema else None
     try:
         return pj.read_json(pa.BufferReader(data), parse_options=parse,
                             read_options=pj.ReadOptions(block_size=max(len(data) + 1, 1 << 16),
@@ -216,12 +224,13 @@ def _line_bounds(data: bytes):
     return buf, starts, ends
 
 
-def _arrow_scan(data: bytes) -> dict | None:
+def _arrow_scan(data: bytes, quick: bool = True) -> dict | None:
     """scan_bytes by pyarrow, or None when the result might differ from the Python Inferrer's.
     A file whose fields conflict in type is split by the conflicting field's JSON type (pyarrow
     names the field) and each part parsed alone: the part holding the first value wins, the other
-    parts' lines are the conflict lines, as for the Inferrer (first seen wins)."""
-    if not data or b"NaN" in data or b"Inf" in data:  # RapidJSON accepts NaN/Infinity; orjson does not
+    parts' lines are the conflict lines, as for the Inferrer (first seen wins). `quick` reads each
+    line's JSON type off the key's text where that is exact, instead of parsing every line."""
+    if not data:
         return None
     try:
         data.decode("utf-8")  # orjson rejects invalid UTF-8; arrow does not check it
@@ -236,36 +245,51 @@ def _arrow_scan(data: bytes) -> dict | None:
         return None
     numbers = np.flatnonzero(good) + 1
     table, error = _arrow_try(data)
+    lines: list[bytes] = []
+    guessed: list[str] | None = [] if quick else None  # field names whose split was read off the text
     if table is not None:
         parts = _part(data, table, numbers, frozenset())
     else:
         lines = [data[a:b] for a, b in zip(s.tolist(), e.tolist())]
-        parts = _split(lines, numbers, error, frozenset(), 0)
+        parts = _split(lines, numbers, error, frozenset(), 0, guessed)
     if parts is None:
-        return None
+        return _arrow_scan(data, quick=False) if guessed else None
     parts.sort(key=lambda p: p[1][0])
     if parts[0][3]:
         return None
-    kind, lost = parts[0][2], []
-    for table, part_numbers, part_kind, allowed in parts[1:]:
+    kind = parts[0][2]
+    for _, _, part_kind, allowed in parts[1:]:
         conflicts: list[str] = []
         kind = _merge_kinds(kind, part_kind, "", conflicts)
         if not set(conflicts) <= allowed or bool(conflicts) != bool(allowed):
             return None  # a conflict no split explains: its first value may lie elsewhere
-        lost.append(part_numbers)
-    # Field order is first appearance; parts merged one after another keep it only when the first
-    # record already names every field (else the Python way decides the order).
-    if lost and not _key_paths(kind) <= _key_paths(orjson.loads(data[s[0]:e[0]]), value=True):
-        return None
+    if len(parts) > 1:
+        paths = _key_paths(kind)
+        # The key's text names the field only if no other field has that name.
+        if guessed and any(sum(p.rsplit("/", 1)[-1] == name for p in paths) != 1 for name in guessed):
+            return _arrow_scan(data, quick=False)
+        # Field order is first appearance; parts merged one after another keep it only when the
+        # first record already names every field (else the Python way decides the order).
+        if not paths <= _key_paths(orjson.loads(data[s[0]:e[0]]), value=True):
+            return None
     from lake_assets.core.schema import Inferrer
 
     inferrer = Inferrer()
     inferrer.kind = kind
-    conflict_lines = sorted(np.concatenate(lost).tolist()) if lost else []
-    winner = parts[0]
+    conflict_lines = sorted(np.concatenate([p[1] for p in parts[1:]]).tolist()) if len(parts) > 1 else []
+    # For lake_typed: the parts pyarrow parsed, each with its line numbers and what it must rescue
+    # (a lost part whose one conflicting field holds scalars), and the lines left to walk.
+    pieces, walk = [(parts[0][0], parts[0][1], None)], []
+    for table, part_numbers, _, allowed in parts[1:]:
+        piece = _rescuing_piece(table, part_numbers, allowed)
+        if piece is not None:
+            pieces.append(piece)
+        else:
+            index = np.searchsorted(numbers, part_numbers).tolist()
+            walk += [(n, lines[i]) for n, i in zip(part_numbers.tolist(), index)]
     return {"records": len(numbers), "malformed": [], "schema": inferrer.result(), "conflicts": len(conflict_lines),
             "conflict_lines": conflict_lines if len(conflict_lines) <= MAX_TRACKED_CONFLICTS else None,
-            "ts": _ts_shapes(winner[0]), "engine": "arrow", "tables": [(winner[0], winner[1])]}
+            "ts": _ts_shapes(parts[0][0]), "engine": "arrow", "parsed": (pieces, sorted(walk))}
 
 
 MAX_SPLITS = 4
@@ -277,8 +301,8 @@ def _part(data: bytes, table, numbers, allowed: frozenset) -> list | None:
     if table.num_rows != len(numbers):
         return None
     kind = _arrow_kind(pa.struct(list(table.schema)), 0)
-    if kind is _NO:
-        return None
+    if kind is _NO or any(_not_finite(column) for column in table.columns):
+        return None  # pyarrow (RapidJSON) reads NaN and Infinity; orjson rejects them (malformed)
     as_text = pa.schema([pa.field(f.name, _strings_for_timestamps(f.type)) for f in table.schema])
     if as_text != table.schema:
         table = _arrow_read(data, as_text)
@@ -287,7 +311,23 @@ def _part(data: bytes, table, numbers, allowed: frozenset) -> list | None:
     return [(table, numbers, kind, allowed)]
 
 
-def _split(lines: list[bytes], numbers, error: str | None, allowed: frozenset, depth: int) -> list | None:
+def _not_finite(arr) -> bool:
+    """Whether any double below `arr` (a column) is NaN or infinite."""
+    import pyarrow.compute as pc
+
+    t = arr.type
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    if pa.types.is_struct(t):
+        return any(_not_finite(c.field(i)) for c in chunks for i in range(t.num_fields))
+    if pa.types.is_list(t):
+        return any(_not_finite(c.values) for c in chunks)
+    if pa.types.is_floating(t):
+        return any(pc.any(pc.invert(pc.is_finite(c))).as_py() for c in chunks)
+    return False
+
+
+def _split(lines: list[bytes], numbers, error: str | None, allowed: frozenset, depth: int,
+           guessed: list | None) -> list | None:
     """Parts of lines that pyarrow could not read together, split by the JSON type of the field its
     error names; lines without a value there join the part of the first type seen."""
     found = _CHANGED.search(error or "")
@@ -295,10 +335,16 @@ def _split(lines: list[bytes], numbers, error: str | None, allowed: frozenset, d
         return None
     path = found.group(1)
     steps = path.split("/")[1:]
-    try:
-        classes = [_json_types_at(orjson.loads(raw), steps) for raw in lines]
-    except orjson.JSONDecodeError:
-        return None
+    classes = None
+    if guessed is not None and "[]" not in steps:
+        classes = _types_by_key_text(lines, steps[-1])
+        if classes is not None:
+            guessed.append(steps[-1])
+    if classes is None:
+        try:
+            classes = [_json_types_at(orjson.loads(raw), steps) for raw in lines]
+        except orjson.JSONDecodeError:
+            return None
     order = list(dict.fromkeys(c for c in classes if c))
     if len(order) < 2 or any(len(c) > 1 for c in order):
         return None  # no split, or a record holding several types there: the Python way
@@ -311,11 +357,65 @@ def _split(lines: list[bytes], numbers, error: str | None, allowed: frozenset, d
         if table is not None:
             got = _part(body, table, numbers[index], keep)
         else:
-            got = _split([lines[j] for j in index], numbers[index], error, keep, depth + 1)
+            got = _split([lines[j] for j in index], numbers[index], error, keep, depth + 1, guessed)
         if got is None:
             return None
         parts += got
     return parts
+
+
+_TEXT_TYPES = {'"': "string", "-": "number", "t": "boolean", "f": "boolean", "{": "object", "[": "array",
+               **{str(d): "number" for d in range(10)}}
+
+
+def _types_by_key_text(lines: list[bytes], name: str) -> list | None:
+    """Each line's JSON type of the value after the key `"name":`, read off the text (RE2, no
+    parse). Exact when no other field has that name, which _arrow_scan checks afterwards; None
+    when a line holds the key twice."""
+    import pyarrow.compute as pc
+
+    text = pa.array(lines, pa.binary()).cast(pa.string())  # (valid UTF-8: _arrow_scan checked)
+    key = '"' + re.escape(name) + r'"\s*:\s*'
+    if pc.max(pc.count_substring_regex(text, key)).as_py() > 1:
+        return None
+    first = pc.extract_regex(text, key + "(?P<c>.)").field("c").to_pylist()
+    return [frozenset([_TEXT_TYPES[c]]) if c in _TEXT_TYPES else frozenset() for c in first]
+
+
+def _rescuing_piece(table, numbers, allowed: frozenset):
+    """(table without the conflicting field, line numbers, (its dotted path, its values)) for a
+    lost part whose only conflict is one field outside arrays holding strings, booleans or
+    integers, which go to the rescued column as they are; else None (its lines are walked)."""
+    if len(allowed) != 1:
+        return None
+    steps = next(iter(allowed)).split("/")[1:]
+    if "[]" in steps:
+        return None
+    column = table.column(steps[0]).combine_chunks()
+    for name in steps[1:]:
+        column = column.field(name)
+    if not (pa.types.is_string(column.type) or pa.types.is_boolean(column.type) or pa.types.is_int64(column.type)):
+        return None
+    top = table.column(steps[0]).combine_chunks()
+    table = table.drop_columns([steps[0]])
+    if len(steps) > 1:
+        table = table.append_column(steps[0], _drop_field(top, steps[1:]))
+    return table, numbers, (".".join(steps), column)
+
+
+def _drop_field(arr, steps: list[str]):
+    """A struct array without the field at `steps` below it."""
+    fields, children = [], []
+    for i in range(arr.type.num_fields):
+        field, child = arr.type.field(i), arr.field(i)
+        if field.name == steps[0]:
+            if len(steps) == 1:
+                continue
+            child = _drop_field(child, steps[1:])
+            field = pa.field(field.name, child.type)
+        fields.append(field)
+        children.append(child)
+    return pa.StructArray.from_arrays(children, fields=fields, mask=arr.is_null())
 
 
 def _json_types_at(value, steps: list[str]) -> frozenset:
@@ -559,40 +659,73 @@ def _batch(columns: dict[str, list]) -> pa.RecordBatch:
 
 class _TypedReader(_Reader):
     """Rows of the files the scan parsed with pyarrow, conformed to the table's data columns (option
-    `schema`, as declared_schema gives it), with `_source_file`, `_line` and `_landing_date` — no
-    JSON text and no from_json in between. A file's `walk` lines (type conflicts) are left out:
-    the lines pass walks them."""
+    `schema`, as declared_schema gives it), with the rescued data, `_source_file`, `_line` and
+    `_landing_date`. The lines pyarrow could not parse with the rest (type conflicts) are walked
+    through the Fitter (option `target`) here, and parsed by pyarrow in the same declared types."""
 
     def read(self, partition: _Files):
         from pyspark.sql import types as T
         from pyspark.sql.pandas.types import to_arrow_schema
 
+        from lake_assets.core.records import Fitter, parse_line, rescued_json
         from lake_assets.storage import StorageError, read_data
 
-        declared = T.StructType.fromJson(json.loads(self.options["schema"]))
-        out = to_arrow_schema(declared).append(pa.field("_source_file", pa.string())) \
-            .append(pa.field("_line", pa.int64())).append(pa.field("_landing_date", pa.string()))
+        declared = to_arrow_schema(T.StructType.fromJson(json.loads(self.options["schema"])))
+        out = pa.schema(list(declared) + [pa.field(name, t) for name, t in _typed_extra(self.options)])
+        fitter = Fitter(T.StructType.fromJson(json.loads(self.options["target"])),
+                        rescue_unknown=self.options.get("rescue_unknown", "true") == "true")
         for f in partition.files:
-            tables = _PARSED.pop((f["uri"], f.get("etag")))
-            if tables is None:  # parsed by another process, or evicted: parse again
+            parsed = _PARSED.pop((f["uri"], f.get("etag")))
+            if parsed is None:  # parsed by another process, or evicted: parse again
                 try:
-                    tables = _arrow_scan(read_data(f["uri"], f.get("etag")))["tables"]
+                    parsed = _arrow_scan(read_data(f["uri"], f.get("etag")))["parsed"]
                 except StorageError:
                     continue  # changed or deleted since the scan: bronze finds the file short
-            skip = np.array(f["walk"] if isinstance(f["walk"], list) else [], np.int64)
-            for table, lines in tables:
-                if len(skip):
-                    keep = ~np.isin(lines, skip)
-                    table, lines = table.filter(pa.array(keep)), lines[keep]
-                n = table.num_rows
+            pieces, walk = parsed
+            batches = []
+            for table, numbers, rescue in pieces:
+                if rescue is None:
+                    rescued = pa.nulls(table.num_rows, pa.string())
+                else:
+                    path, values = rescue
+                    rescued = pa.array([rescued_json({path: v}, f["uri"]) for v in values.to_pylist()], pa.string())
+                batches.append((table, numbers, rescued))
+            if walk:
+                fitted = [fitter.fit(parse_line(raw)) for _, raw in walk]
+                body = b"\n".join(orjson.dumps(clean) for clean, _, _ in fitted)
+                walked = _arrow_read(body, _walk_schema(declared), "error")
+                if walked is None or walked.num_rows != len(walk):
+                    raise RuntimeError(f"{f['uri']}: pyarrow cannot read the walked lines back")
+                batches.append((walked, np.array([n for n, _ in walk], np.int64),
+                                pa.array([rescued_json(r, f["uri"]) for _, r, _ in fitted], pa.string())))
+            for part, lines, rescue in batches:
+                n = part.num_rows
                 if not n:
                     continue
-                columns = [_conform(table.column(field.name).combine_chunks(), field.type)
-                           if field.name in table.column_names else pa.nulls(n, field.type)
-                           for field in out if field.name not in ("_source_file", "_line", "_landing_date")]
-                columns += [pa.array([f["uri"]]).take(pa.array(np.zeros(n, np.int64))), pa.array(lines, pa.int64()),
-                            pa.array([f["day"]]).take(pa.array(np.zeros(n, np.int64)))]
+                columns = [_conform(part.column(field.name).combine_chunks(), field.type)
+                           if field.name in part.column_names else pa.nulls(n, field.type) for field in declared]
+                repeat = pa.array(np.zeros(n, np.int64))
+                columns += [rescue, pa.array([f["uri"]]).take(repeat), pa.array(lines, pa.int64()),
+                            pa.array([f["day"]]).take(repeat)]
                 yield pa.RecordBatch.from_arrays(columns, schema=out)
+
+
+def _typed_extra(options: dict) -> list[tuple[str, pa.DataType]]:
+    """lake_typed's columns after the data: all reserved names, so no data column can clash."""
+    return [(options["rescued_column"], pa.string()), ("_source_file", pa.string()), ("_line", pa.int64()),
+            ("_landing_date", pa.string())]
+
+
+def _walk_schema(declared: pa.Schema) -> pa.Schema:
+    """The explicit schema for reading Fitter output back: the declared columns whose types
+    pyarrow's JSON reader can build (walked records of a typed file hold no others)."""
+    def ok(t):
+        if pa.types.is_struct(t):
+            return all(ok(f.type) for f in t)
+        if pa.types.is_list(t):
+            return ok(t.value_type)
+        return t in (pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("us"))
+    return pa.schema([f for f in declared if ok(f.type)])
 
 
 def _conform(arr: pa.Array, target: pa.DataType) -> pa.Array:
@@ -684,9 +817,8 @@ class TypedSource(DataSource):
         from pyspark.sql import types as T
 
         declared = T.StructType.fromJson(json.loads(self.options["schema"]))
-        return T.StructType(declared.fields + [T.StructField("_source_file", T.StringType()),
-                                               T.StructField("_line", T.LongType()),
-                                               T.StructField("_landing_date", T.StringType())])
+        extra = {pa.string(): T.StringType(), pa.int64(): T.LongType()}
+        return T.StructType(declared.fields + [T.StructField(name, extra[t]) for name, t in _typed_extra(self.options)])
 
     def reader(self, schema):
         return _TypedReader(self.options)
@@ -771,7 +903,7 @@ def good_rows(spark, files: list[dict], target, data_schema, rescued_column: str
     typed = [f for f in files if f.get("typed") and f["walk"] is not True]
     rest = [f for f in files if f not in typed]
     shaped = [f for f in rest if f.get("ts_format")]
-    walked = [{**f, "emit": "walked"} for f in shaped + typed if f["walk"] is not False]
+    walked = [{**f, "emit": "walked"} for f in shaped if f["walk"] is not False]
     reads = [([f for f in rest if not f.get("ts_format")] + walked, "all", TIMESTAMP_FORMAT)]
     for fmt in sorted({f["ts_format"] for f in shaped}):
         reads.append(([f for f in shaped if f["ts_format"] == fmt], "pass", fmt))
@@ -785,10 +917,11 @@ def good_rows(spark, files: list[dict], target, data_schema, rescued_column: str
     if typed or not parts:
         declared = declared_schema(data_schema)
         df = (spark.read.format("lake_typed").option("files", json.dumps(typed)).option("schema", declared.json())
-              .load())
+              .option("target", target.json()).option("rescue_unknown", "true" if rescue_unknown else "false")
+              .option("rescued_column", rescued_column).load())
         parts.append(df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) if f.dataType != d.dataType
                                  else F.col(f.name) for f, d in zip(data_schema.fields, declared.fields)],
-                               F.lit(None).cast("string").alias(rescued_column), "_source_file", "_line", *audit,
+                               rescued_column, "_source_file", "_line", *audit,
                                "_landing_date"))
     out = parts[0]
     for df in parts[1:]:
