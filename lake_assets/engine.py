@@ -62,6 +62,16 @@ def spark_session(engine: EngineConfig | None = None):
         return session
 
 
+def is_embedded(spark) -> bool:
+    """Whether `spark` talks to this process's embedded server, whose Python data sources run in
+    this process (so they can share memory with each other)."""
+    with _lock:
+        if _server is None:
+            return False
+        host, port = _server.listening_address
+        return _sessions.get(f"sc://{host}:{port}") is spark
+
+
 @atexit.register
 def shutdown() -> None:
     """Stop clients before the server, or the client retries at interpreter exit."""

@@ -236,6 +236,7 @@ def test_fast_paths_land_the_same_table_as_walking_every_record(spark, tmp_path,
 
     monkeypatch.setattr(reader, "plan_walks", spy)
     r_fast = fast.ingest(spark, 1)
+    assert not reader._PARSED.items  # what the scan kept is gone, taken by lake_typed or released
     if hints.startswith("at TIMESTAMP, sig"):  # the fast paths were taken
         assert ("plain.json", False, reader.TS_SHAPES["iso_ms_z"][1]) in walks
         assert ("conflicts.json", "lines", reader.TS_SHAPES["iso_ms_z"][1]) in walks
@@ -286,3 +287,38 @@ def _diff(a, b):
         if not _close(x, y):
             return x, y
     return len(a), len(b)
+
+
+# ---------------------------------------------------------------- the typed path's conversion
+
+def test_conform_fills_missing_fields_widens_and_keeps_nulls_at_every_level():
+    import datetime as dt
+
+    import pyarrow as pa
+    from pyspark.sql import types as T
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    lines = [{"a": 1, "s": {"x": 1}, "l": [{"v": 2}, None], "t": "2026-01-02T03:04:05.678Z"},
+             {"a": 2**53 + 1, "s": None, "l": None, "t": None},
+             {"a": None, "s": {"x": None}, "l": [], "t": "2026-12-31T23:59:59.999Z"}]
+    table = reader._arrow_read(b"".join(json.dumps(x).encode() + b"\n" for x in lines))
+    target = T.StructType([
+        T.StructField("a", T.DoubleType()),
+        T.StructField("s", T.StructType([T.StructField("x", T.LongType()), T.StructField("y", T.StringType())])),
+        T.StructField("l", T.ArrayType(T.StructType([T.StructField("v", T.DoubleType()),
+                                                     T.StructField("w", T.BooleanType())]))),
+        T.StructField("t", T.TimestampType()), T.StructField("m", T.MapType(T.StringType(), T.StringType()))])
+    declared = to_arrow_schema(reader.declared_schema(target))
+    out = pa.table([reader._conform(table.column(f.name).combine_chunks(), f.type) if f.name in table.column_names
+                    else pa.nulls(3, f.type) for f in declared], schema=declared)
+    assert out.to_pylist() == [
+        {"a": 1.0, "s": {"x": 1, "y": None}, "l": [{"v": 2.0, "w": None}, None],
+         "t": dt.datetime(2026, 1, 2, 3, 4, 5, 678000), "m": None},
+        {"a": float(2**53), "s": None, "l": None, "t": None, "m": None},   # nearest double, as from_json
+        {"a": None, "s": {"x": None, "y": None}, "l": [], "t": dt.datetime(2026, 12, 31, 23, 59, 59, 999000),
+         "m": None}]
+    ts = {"t": "iso_ms_z"}
+    assert reader.typed_fits(target, T.StructType([T.StructField("t", T.StringType())]), ts)
+    assert not reader.typed_fits(target, T.StructType([T.StructField("t", T.StringType())]), {})
+    assert not reader.typed_fits(T.StructType([T.StructField("a", T.IntegerType())]),
+                                 T.StructType([T.StructField("a", T.LongType())]), {})  # overflow: the Fitter's

@@ -26,6 +26,7 @@ from lake_assets.core.ledger import COMMITTED, FAILED, Entry, Ledger, is_stale, 
 from lake_assets.core.partitions import landing_date
 from lake_assets.core.schema import SchemaDiff, diff, evolve, merge_types, subsumes
 from lake_assets.core.schema_log import SchemaLog
+from lake_assets.engine import is_embedded
 
 AUDIT_COLUMNS = ("_source_file", "_line", "_ingested_at", "_batch_id", "_landing_date")
 PARTITION_COLUMN = "_landing_date"
@@ -200,9 +201,17 @@ def batches(planned: list, max_files: int, max_bytes: int) -> list[list]:
 
 def _load(spark, source: SourceConfig, layout: Layout, claimed: list[Planned], batch_id: str, result: IngestResult,
           ledger: Ledger, log) -> None:
-    # 1. Scan: infer every record of the batch (not a sample) and find malformed lines.
     files = [{"uri": p.file.uri, "etag": p.file.etag, "size": p.file.size, "day": p.day} for p in claimed]
-    scans = reader.scan(spark, files)
+    try:
+        _load_files(spark, source, layout, claimed, files, batch_id, result, ledger, log)
+    finally:
+        reader.release(files)
+
+
+def _load_files(spark, source: SourceConfig, layout: Layout, claimed: list[Planned], files: list[dict], batch_id: str,
+                result: IngestResult, ledger: Ledger, log) -> None:
+    # 1. Scan: infer every record of the batch (not a sample) and find malformed lines.
+    scans = reader.scan(spark, files, keep_parsed=is_embedded(spark))
     failed = {uri: r["error"] for uri, r in scans.items() if r["error"]}
     readable = [f for f in files if f["uri"] not in failed]
     checkpoint("scanned")

@@ -120,8 +120,9 @@ class _ScanReader(_Reader):
                 yield (f["uri"], f.get("etag"), 0, "[]", None, 0, str(exc), None)
                 continue
             r = scan_bytes(data)
-            if r.get("parsed"):
-                _PARSED.put((f["uri"], f.get("etag")), r.pop("parsed"))
+            parsed = r.pop("parsed", None)
+            if parsed and self.options.get("keep_parsed") == "true":
+                _PARSED.put((f["uri"], f.get("etag")), parsed)
             tracked = r["malformed"] if len(r["malformed"]) <= MAX_TRACKED_MALFORMED else None
             detail = {"conflict_lines": r["conflict_lines"], "ts": r["ts"], "engine": r["engine"]}
             yield (f["uri"], f.get("etag"), r["records"], json.dumps(tracked), r["schema"].json(),
@@ -746,7 +747,8 @@ def _conform(arr: pa.Array, target: pa.DataType) -> pa.Array:
                                         mask=arr.is_null())
     if pa.types.is_timestamp(target):  # strings of one TS_SHAPES shape (the scan checked every value)
         return pc.cast(arr, pa.timestamp("us", "UTC")).cast(target)
-    return pc.cast(arr, target)  # bigint -> double
+    # bigint -> double; past 2**53 to the nearest double, as from_json and the Fitter do
+    return pc.cast(arr, target, safe=False)
 
 
 def declared_schema(t):
@@ -824,9 +826,17 @@ class TypedSource(DataSource):
         return _TypedReader(self.options)
 
 
-def scan(spark, files: list[dict]) -> dict[str, object]:
-    """One row per file (see SCAN_SCHEMA), by URI."""
-    return {r["uri"]: r for r in spark.read.format("lake_scan").option("files", json.dumps(files)).load().collect()}
+def scan(spark, files: list[dict], keep_parsed: bool = False) -> dict[str, object]:
+    """One row per file (see SCAN_SCHEMA), by URI. `keep_parsed`: keep what pyarrow parsed for
+    lake_typed (only where both run in this process: the embedded engine); release() forgets it."""
+    return {r["uri"]: r for r in spark.read.format("lake_scan").option("files", json.dumps(files))
+            .option("keep_parsed", "true" if keep_parsed else "false").load().collect()}
+
+
+def release(files: list[dict]) -> None:
+    """Forget what the scan kept of these files (those lake_typed did not take)."""
+    for f in files:
+        _PARSED.pop((f["uri"], f.get("etag")))
 
 
 def plan_walks(files: list[dict], scans: dict, target, table=None) -> None:
