@@ -39,14 +39,19 @@ ARROW_OK = [
     b'{"a":[{"b":1},{"c":[null,{"d":"x"}]}]}\n',
     '{"a":"\u00e9\u4e2d","b":"\\u00e9"}\n'.encode(),
 ]
-FALLBACK = [
+# Lines parse_line rejects (malformed) or blank lines of whitespace: pyarrow reads the others.
+LEFT_OUT = [
     b'{"a":1}\n{"a":\n',                                         # malformed line
     b'{"a":1}\n[1,2]\n"x"\n',                                    # not objects
+    b'   \n{"a":1}\n', b'\x0b\n{"a":1}\n',                       # whitespace-only lines are blank
+    b'{"a":1,"b":NaN}\n{"a":"x","b":1.5}\n{"a":"y","c":[}\n',     # NaN: malformed for orjson; conflicts
+]
+FALLBACK = [
     b'{"a":NaN}\n', b'{"a":Infinity}\n',                         # RapidJSON accepts, orjson does not
     b'{"a":1,"a":2}\n',                                          # duplicate keys
     b'{"a":"\xff"}\n',                                           # invalid UTF-8
     b'{"a":1} {"a":2}\n', b'{"a":\n1}\n',                        # several / split values per line
-    b'   \n{"a":1}\n', b'\x0b\n{"a":1}\n', b' {"a":1}\n',
+    b' {"a":1}\n',
     b'{"a":"\\ud800"}\n', b'{"a":1e400}\n',
 ]
 
@@ -70,7 +75,6 @@ SPLIT_FALLBACK = [
     b'{"a":[1,"x"]}\n{"a":[2]}\n',                                         # one record, two types
     b'{"a":1,"b":null}\n{"a":"s","b":"x"}\n{"a":2,"b":1}\n',                # b's first value is in a lost line
     b'{"x":null}\n{"a":"s","n":1}\n{"a":2,"m":true}\n',                      # the first record lacks fields
-    b'{"a":1,"b":NaN}\n{"a":"x","b":1.5}\n',                                   # NaN: malformed for orjson
 ]
 
 
@@ -108,6 +112,13 @@ def test_conflicts_a_split_cannot_explain_fall_back_to_python(data):
 
 @pytest.mark.parametrize("data", ARROW_OK)
 def test_arrow_scan_equals_python_inferrer(data):
+    fast, slow = both(data)
+    assert fast["engine"] == "arrow"
+    same(fast, slow)
+
+
+@pytest.mark.parametrize("data", LEFT_OUT)
+def test_malformed_and_blank_lines_are_left_out_of_the_arrow_scan(data):
     fast, slow = both(data)
     assert fast["engine"] == "arrow"
     same(fast, slow)
@@ -242,7 +253,7 @@ def test_fast_paths_land_the_same_table_as_walking_every_record(spark, tmp_path,
         assert ("conflicts.json", "lines", reader.TS_SHAPES["iso_ms_z"][1]) in walks
         assert ("bad_ts.json", True, None) in walks
     if "DATE" not in hints:  # pyarrow's parse of these files goes into the table as is
-        assert {"plain.json", "conflicts.json", "objects.json"} <= set(typed)
+        assert {"plain.json", "conflicts.json", "objects.json", "malformed.json"} <= set(typed)
     if not hints:
         assert ("plain.json", False, None) in walks and ("conflicts.json", "lines", None) in walks
 

@@ -225,36 +225,69 @@ def _line_bounds(data: bytes):
     return buf, starts, ends
 
 
-def _arrow_scan(data: bytes, quick: bool = True) -> dict | None:
+def _arrow_scan(data: bytes) -> dict | None:
     """scan_bytes by pyarrow, or None when the result might differ from the Python Inferrer's.
-    A file whose fields conflict in type is split by the conflicting field's JSON type (pyarrow
-    names the field) and each part parsed alone: the part holding the first value wins, the other
-    parts' lines are the conflict lines, as for the Inferrer (first seen wins). `quick` reads each
-    line's JSON type off the key's text where that is exact, instead of parsing every line."""
+    Malformed lines (what parse_line rejects) are found line by line only when the file is not
+    plainly one JSON object per line; pyarrow then reads the other lines."""
     if not data:
-        return None
-    try:
-        data.decode("utf-8")  # orjson rejects invalid UTF-8; arrow does not check it
-    except UnicodeDecodeError:
         return None
     buf, starts, ends = _line_bounds(data)
     good = ends != starts
     s, e = starts[good], ends[good]
-    # Every non-blank line must be `{...}` exactly: then no value spans lines, and with as many rows
-    # as lines, each line is one JSON object (what parse_line accepts).
-    if not (np.all(buf[s] == 123) and np.all(buf[e - 1] == 125)):
-        return None
     numbers = np.flatnonzero(good) + 1
+    # Every non-blank line `{...}` exactly: then no value spans lines, and with as many rows as
+    # lines, each line is one JSON object (what parse_line accepts).
+    if _valid_utf8(data) and np.all(buf[s] == 123) and np.all(buf[e - 1] == 125):
+        result = _arrow_lines(data, lambda: [data[a:b] for a, b in zip(s.tolist(), e.tolist())], numbers)
+        if result is not None:
+            return result
+    from lake_assets.core.records import Malformed, parse_line
+
+    kept, kept_numbers, malformed = [], [], []
+    for number, raw in zip(numbers.tolist(), (data[a:b] for a, b in zip(s.tolist(), e.tolist()))):
+        if not raw.strip():
+            continue  # blank
+        try:
+            parse_line(raw)
+        except Malformed:
+            malformed.append(number)
+            continue
+        kept.append(raw)
+        kept_numbers.append(number)
+    if len(kept) == len(numbers) or len(malformed) > MAX_TRACKED_MALFORMED:
+        return None  # nothing to leave out: what stopped pyarrow was something else
+    result = _arrow_lines(b"\n".join(kept), lambda: kept, np.array(kept_numbers, np.int64)) if kept else None
+    if result is not None:
+        result["malformed"] = malformed
+    return result
+
+
+def _valid_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")  # orjson rejects invalid UTF-8; arrow does not check it
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _arrow_lines(data: bytes, get_lines, numbers, quick: bool = True) -> dict | None:
+    """_arrow_scan of `data`, whose non-blank lines (get_lines()) are JSON objects numbered
+    `numbers`. A file whose fields conflict in type is split by the conflicting field's JSON type
+    (pyarrow names the field) and each part parsed alone: the part holding the first value wins,
+    the other parts' lines are the conflict lines, as for the Inferrer (first seen wins). `quick`
+    reads each line's JSON type off the key's text where that is exact, instead of parsing it."""
+    if not len(numbers):
+        return None
     table, error = _arrow_try(data)
     lines: list[bytes] = []
     guessed: list[str] | None = [] if quick else None  # field names whose split was read off the text
     if table is not None:
         parts = _part(data, table, numbers, frozenset())
     else:
-        lines = [data[a:b] for a, b in zip(s.tolist(), e.tolist())]
+        lines = get_lines()
         parts = _split(lines, numbers, error, frozenset(), 0, guessed)
     if parts is None:
-        return _arrow_scan(data, quick=False) if guessed else None
+        return _arrow_lines(data, get_lines, numbers, quick=False) if guessed else None
     parts.sort(key=lambda p: p[1][0])
     if parts[0][3]:
         return None
@@ -268,10 +301,10 @@ def _arrow_scan(data: bytes, quick: bool = True) -> dict | None:
         paths = _key_paths(kind)
         # The key's text names the field only if no other field has that name.
         if guessed and any(sum(p.rsplit("/", 1)[-1] == name for p in paths) != 1 for name in guessed):
-            return _arrow_scan(data, quick=False)
+            return _arrow_lines(data, get_lines, numbers, quick=False)
         # Field order is first appearance; parts merged one after another keep it only when the
         # first record already names every field (else the Python way decides the order).
-        if not paths <= _key_paths(orjson.loads(data[s[0]:e[0]]), value=True):
+        if not paths <= _key_paths(orjson.loads(lines[0]), value=True):
             return None
     from lake_assets.core.schema import Inferrer
 
