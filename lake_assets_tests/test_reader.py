@@ -232,54 +232,56 @@ def _contents(spark, lake: Lake):
         [{**r, "_source_file": r["_source_file"].rsplit("/", 1)[-1]} for r in bad]
 
 
-@pytest.mark.parametrize("hints", ["at TIMESTAMP, sig.element.at TIMESTAMP", "at TIMESTAMP, when DATE", ""])
-def test_fast_paths_land_the_same_table_as_walking_every_record(spark, tmp_path, monkeypatch, hints):
+def _ingest_fast_and_slow(spark, tmp_path, monkeypatch, hints):
+    """The files ingested as they come (typed where the scan's pyarrow parse fits) and with every
+    file walked line by line through the Fitter: (fast lake, slow lake, results, files typed)."""
     fast = Lake(tmp_path / "fast", hints=hints)
     _write_files(fast)
-    walks, typed = [], []
-    original = reader.plan_walks
+    typed = []
+    original = reader.plan_reads
 
-    def spy(files, scans, *args):
-        original(files, scans, *args)
-        walks.extend((f["uri"].rsplit("/", 1)[-1], f["walk"] if not isinstance(f["walk"], list) else "lines",
-                      f["ts_format"]) for f in files)
+    def spy(files, *args):
+        original(files, *args)
         typed.extend(f["uri"].rsplit("/", 1)[-1] for f in files if f["typed"])
 
-    monkeypatch.setattr(reader, "plan_walks", spy)
+    monkeypatch.setattr(reader, "plan_reads", spy)
     r_fast = fast.ingest(spark, 1)
     assert not reader._PARSED.items  # what the scan kept is gone, taken by lake_typed or released
-    if hints.startswith("at TIMESTAMP, sig"):  # the fast paths were taken
-        assert ("plain.json", False, reader.TS_SHAPES["iso_ms_z"][1]) in walks
-        assert ("conflicts.json", "lines", reader.TS_SHAPES["iso_ms_z"][1]) in walks
-        assert ("bad_ts.json", True, None) in walks
-    if "DATE" not in hints:  # pyarrow's parse of these files goes into the table as is
-        assert {"plain.json", "conflicts.json", "objects.json", "malformed.json"} <= set(typed)
-    if not hints:
-        assert ("plain.json", False, None) in walks and ("conflicts.json", "lines", None) in walks
 
     slow = Lake(tmp_path / "slow", hints=hints)
     _write_files(slow)
-
-    def walk_all(files, scans, *args):
-        original(files, scans, *args)
-        for f in files:
-            f["walk"], f["ts_format"] = True, None
-
-    monkeypatch.setattr(reader, "plan_walks", walk_all)
-    monkeypatch.setattr(reader, "_arrow_scan", lambda data: None)
+    monkeypatch.setattr(reader, "_arrow_scan", lambda data: None)  # the Python scan: nothing typed
     r_slow = slow.ingest(spark, 1)
-
     assert (r_fast.records, r_fast.rescued, r_fast.malformed) == (r_slow.records, r_slow.rescued, r_slow.malformed)
     assert r_fast.malformed == 2 and r_fast.rescued > 0
     assert fast.schema(spark) == slow.schema(spark)
+    return fast, slow, typed
+
+
+@pytest.mark.parametrize("hints", ["at TIMESTAMP, sig.element.at TIMESTAMP", "at TIMESTAMP, when DATE, fw.major INT",
+                                   ""])
+def test_typed_files_land_exactly_what_walking_every_record_lands(spark, tmp_path, monkeypatch, hints):
+    fast, slow, typed = _ingest_fast_and_slow(spark, tmp_path, monkeypatch, hints)
+    # bad_ts.json has timestamps that do not parse: with a TIMESTAMP hint it is walked
+    expected = {"plain.json", "conflicts.json", "objects.json", "malformed.json"} | (
+        set() if "TIMESTAMP" in hints else {"bad_ts.json"})
+    assert set(typed) == expected
+    cf, cs = _contents(spark, fast), _contents(spark, slow)
+    assert cf == cs
+    # doubles land exactly as written (pyarrow reads them; the engine's from_json may not)
+    written = {r["id"]: r["sig"][0]["v"] for r in _records(random.Random(11), 60, False)}
+    assert {r["id"]: r["sig"][0]["v"] for r in cf[0] if r["_source_file"] == "plain.json"} == written
+
+
+def test_a_map_column_takes_the_engines_from_json_for_files_not_typed(spark, tmp_path, monkeypatch):
+    fast, slow, typed = _ingest_fast_and_slow(spark, tmp_path, monkeypatch, "extra MAP<STRING,BIGINT>")
+    assert "plain.json" not in typed  # `extra` is an object, typed only as a struct
+    assert fast.schema(spark)["extra"].dataType.simpleString() == "map<string,bigint>"
     cf, cs = _contents(spark, fast), _contents(spark, slow)
     assert cf[1] == cs[1]
-    # The engine's from_json (the slow path) may round a double's last bit differently.
+    # The engine's from_json may round a double's last bit differently from the text.
     assert len(cf[0]) == len(cs[0]) and all(_close(a, b) for a, b in zip(cf[0], cs[0])), _diff(cf[0], cs[0])
-    if "plain.json" in typed:  # the typed path lands the doubles exactly as written
-        written = {r["id"]: r["sig"][0]["v"] for r in _records(random.Random(11), 60, False)}
-        landed = {r["id"]: r["sig"][0]["v"] for r in cf[0] if r["_source_file"] == "plain.json"}
-        assert landed == written
+    assert any(r["extra"] for r in cf[0])
 
 
 def _close(a, b) -> bool:
@@ -331,5 +333,45 @@ def test_conform_fills_missing_fields_widens_and_keeps_nulls_at_every_level():
     ts = {"t": "iso_ms_z"}
     assert reader.typed_fits(target, T.StructType([T.StructField("t", T.StringType())]), ts)
     assert not reader.typed_fits(target, T.StructType([T.StructField("t", T.StringType())]), {})
-    assert not reader.typed_fits(T.StructType([T.StructField("a", T.IntegerType())]),
-                                 T.StructType([T.StructField("a", T.LongType())]), {})  # overflow: the Fitter's
+    # checked value by value: what the Fitter would rescue makes the file walk instead
+    assert reader.typed_fits(T.StructType([T.StructField("a", T.IntegerType())]),
+                             T.StructType([T.StructField("a", T.LongType())]), {})
+    assert reader._conform(pa.array([1, -2**31]), pa.int32()).to_pylist() == [1, -2**31]
+    assert reader._conform(pa.array(["2026-02-28", None]), pa.date32()).to_pylist() == [dt.date(2026, 2, 28), None]
+    assert reader._conform(pa.array([1.5, -3]), pa.float32()).to_pylist() == [1.5, -3.0]
+    for values, t in (([2**31], pa.int32()), (["2026-02-30"], pa.date32()), (["2026-2-03"], pa.date32()),
+                      (["0000-01-01"], pa.date32()), ([1e39], pa.float32())):
+        with pytest.raises(reader._DoesNotConvert):
+            reader._conform(pa.array(values), t)
+
+
+def test_a_value_that_does_not_convert_sends_its_file_to_the_walk(spark, tmp_path, monkeypatch):
+    import datetime as dt
+
+    lake = Lake(tmp_path, hints="n INT, d DATE")
+    lake.write(1, "ok.json", [{"n": 1, "d": "2026-01-02", "v": 0.1}, {"n": -5, "d": None, "v": 2}])
+    big = lake.write(1, "big.json", [{"n": 2**31, "d": "2026-01-03", "v": 1.5}, {"n": 7, "d": "2026-02-30", "v": 3}])
+    typed, walked = [], []
+    plan, walk = reader.plan_reads, reader._walked_batch
+
+    def spy_plan(files, *args):
+        plan(files, *args)
+        typed.extend(f["uri"].rsplit("/", 1)[-1] for f in files if f["typed"])
+
+    def spy_walk(out, declared, fitter, lines, f):
+        walked.extend((f["uri"].rsplit("/", 1)[-1], n) for n, _ in lines)
+        return walk(out, declared, fitter, lines, f)
+
+    monkeypatch.setattr(reader, "plan_reads", spy_plan)
+    monkeypatch.setattr(reader, "_walked_batch", spy_walk)
+    r = lake.ingest(spark, 1)
+    assert sorted(typed) == ["big.json", "ok.json"] and sorted(walked) == [("big.json", 1), ("big.json", 2)]
+    assert (r.records, r.rescued) == (4, 2)
+    rows = lake.rows(spark, columns=["_source_file", "_line", "n", "d", "v", "_rescued_data"])
+    got = [(x["_source_file"].rsplit("/", 1)[-1], x["_line"], x["n"], x["d"], x["v"],
+            json.loads(x["_rescued_data"]) if x["_rescued_data"] else None) for x in rows]
+    assert sorted(got) == [
+        ("big.json", 1, None, dt.date(2026, 1, 3), 1.5, {"n": 2**31, "_file_path": big}),
+        ("big.json", 2, 7, None, 3.0, {"d": "2026-02-30", "_file_path": big}),
+        ("ok.json", 1, 1, dt.date(2026, 1, 2), 0.1, None),
+        ("ok.json", 2, -5, None, 2.0, None)]

@@ -265,7 +265,7 @@ def _load_files(spark, source: SourceConfig, layout: Layout, claimed: list[Plann
     # 4. Rows: parsed into the table's schema, with rescued data and audit columns.
     ingested_at = F.lit(dt.datetime.now(dt.timezone.utc)).cast("timestamp")
     audit = [ingested_at.alias("_ingested_at"), F.lit(batch_id).alias("_batch_id")]
-    reader.plan_walks(readable, scans, target, data_schema)
+    reader.plan_reads(readable, scans, target, data_schema)
     rows = reader.good_rows(spark, readable, target, data_schema, source.rescued_data_column,
                             rescue_unknown=source.schema_evolution_mode != "none", audit=audit)
 

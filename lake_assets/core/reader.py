@@ -22,16 +22,15 @@ SCAN_SCHEMA = ("uri string, etag string, records bigint, malformed string, schem
 LINES_SCHEMA = ("_source_file string, _line bigint, value string, rescued string, corrupt string, reason string, "
                 "_landing_date string")
 MAX_TRACKED_MALFORMED = 1000
-MAX_TRACKED_CONFLICTS = 100_000   # lines with a type conflict, walked alone (the rest passes through)
+MAX_TRACKED_CONFLICTS = 100_000   # lines with a type conflict (more: the whole file is walked)
 BATCH_ROWS = 20_000
 
-# Timestamp strings in one exact shape that the engine's from_json parses with a known format to the
-# same instant as records.fit_atomic (+ TIMESTAMP_FORMAT) would: files whose hinted TIMESTAMP fields
-# hold only such strings pass through unwalked and are parsed with that format instead.
-# shape -> (RE2 pattern over the whole value, from_json timestampFormat)
+# Timestamp strings in one exact shape that pyarrow's cast reads to the same instant as
+# records.fit_atomic does: a hinted TIMESTAMP field holding only such strings goes typed.
+# shape -> RE2 pattern over the whole value
 TS_SHAPES = {
-    "iso_ms_z": (r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-                 r"\.[0-9]{3}Z$", "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"),
+    "iso_ms_z": r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+                r"\.[0-9]{3}Z$",
 }
 
 
@@ -564,7 +563,7 @@ def _ts_walk(arr, path: str, out: dict) -> None:
         first = next((v for v in arr.slice(0, 64).to_pylist() if v is not None), None)
         import re
 
-        for shape, (pattern, _) in TS_SHAPES.items():
+        for shape, pattern in TS_SHAPES.items():
             if first is not None and not re.match(pattern, first):
                 continue
             if arr.null_count == len(arr):
@@ -585,10 +584,9 @@ def _ts_walk(arr, path: str, out: dict) -> None:
 
 
 class _LinesReader(_Reader):
-    """Per file (see plan_walks): `walk` True walks every record through the Fitter, False passes
-    every good line through as is, a list of line numbers walks those lines only. Option `emit`:
-    "all" lines, "pass" (only lines passed through), "walked" (walked and malformed lines),
-    "malformed" (malformed lines only)."""
+    """One row per line: the record walked through the Fitter as JSON text for from_json (the
+    engine's parser, for schemas pyarrow cannot build), its rescued data, or the raw text of a
+    malformed line. Option `emit`: "all" lines, or "malformed" lines only (the quarantine)."""
 
     def read(self, partition: _Files):
         from pyspark.sql import types as T
@@ -596,7 +594,7 @@ class _LinesReader(_Reader):
         from lake_assets.core.records import Fitter, Malformed, parse_line, rescued_json
         from lake_assets.storage import StorageError, read_data
 
-        emit_mode = self.options.get("emit", "all")
+        only_malformed = self.options.get("emit", "all") == "malformed"
         fitter = Fitter(T.StructType.fromJson(json.loads(self.options["schema"])),
                         rescue_unknown=self.options.get("rescue_unknown", "true") == "true")
         columns: dict[str, list] = {f.name: [] for f in _ARROW}
@@ -607,28 +605,17 @@ class _LinesReader(_Reader):
 
         for f in partition.files:
             uri, day = f["uri"], f["day"]
-            mode = f.get("emit", emit_mode)
-            malformed = set(f["malformed"]) if f.get("malformed") is not None else None
-            walk = f.get("walk", True) if malformed is not None else True
-            if walk is True and mode == "pass":
-                continue
             # The etag pins the version the scan saw. A file changed or deleted since gives no
             # rows at all; bronze then finds it short and records it as failed.
             try:
                 data = read_data(uri, f.get("etag"))
             except StorageError:
                 continue
-            if walk is True and not (mode == "malformed" and malformed is not None):
-                todo = enumerate(data.split(b"\n"), 1)
+            lines = data.split(b"\n")
+            if only_malformed and f.get("malformed") is not None:
+                todo = ((n, lines[n - 1]) for n in f["malformed"])
             else:
-                walk_lines = set(walk) if isinstance(walk, list) else set()
-                if mode in ("all", "pass"):
-                    yield from _passthrough(data, uri, day, malformed | walk_lines)
-                    if mode == "pass":
-                        continue
-                wanted = malformed | walk_lines if mode in ("all", "walked") else malformed
-                lines = data.split(b"\n") if wanted else []
-                todo = ((n, lines[n - 1]) for n in sorted(wanted))
+                todo = enumerate(lines, 1)
             for number, raw in todo:
                 if not raw.strip():
                     continue
@@ -637,46 +624,14 @@ class _LinesReader(_Reader):
                 except Malformed as exc:
                     emit(uri, number, None, None, raw.decode("utf-8", "replace"), str(exc))
                     continue
-                if mode == "malformed":
+                if only_malformed:
                     continue
                 clean, rescued, _ = fitter.fit(record)
                 emit(uri, number, orjson.dumps(clean).decode(), rescued_json(rescued, uri), None, None)
                 if len(columns["_line"]) >= BATCH_ROWS:
                     yield _batch(columns)
-            if len(columns["_line"]) >= BATCH_ROWS:
-                yield _batch(columns)
         if columns["_line"]:
             yield _batch(columns)
-
-
-def _passthrough(data: bytes, uri: str, day: str, skip: set):
-    """The file's non-blank lines, except the line numbers in `skip`, as they are (vectorised)."""
-    import numpy as np
-    import pyarrow.compute as pc
-
-    if not data:
-        return
-    lines = pc.split_pattern(pa.array([data], pa.large_binary()), b"\n").flatten()
-    _, starts, ends = _line_bounds(data)
-    buf = np.frombuffer(data, np.uint8)
-    keep = ends > starts
-    # a whitespace-only line is blank too (the Python loop skips `not raw.strip()`)
-    first = buf[np.clip(starts, 0, len(buf) - 1)]
-    for i in np.flatnonzero(keep & np.isin(first, np.frombuffer(b" \t\r\x0b\x0c", np.uint8))):
-        if not data[starts[i]:ends[i]].strip():
-            keep[i] = False
-    if skip:
-        idx = np.fromiter((n - 1 for n in skip if 0 < n <= len(keep)), np.int64)
-        keep[idx] = False
-    index = np.flatnonzero(keep)
-    for lo in range(0, len(index), BATCH_ROWS):
-        part = index[lo:lo + BATCH_ROWS]
-        n = len(part)
-        values = lines.take(pa.array(part)).cast(pa.large_string()).cast(pa.string())
-        yield pa.RecordBatch.from_arrays(
-            [pa.array([uri], pa.string()).take(pa.array(np.zeros(n, np.int64))), pa.array(part + 1, pa.int64()),
-             values, pa.nulls(n, pa.string()), pa.nulls(n, pa.string()), pa.nulls(n, pa.string()),
-             pa.array([day], pa.string()).take(pa.array(np.zeros(n, np.int64)))], schema=_ARROW)
 
 
 _ARROW = pa.schema([("_source_file", pa.string()), ("_line", pa.int64()), ("value", pa.string()),
@@ -692,16 +647,19 @@ def _batch(columns: dict[str, list]) -> pa.RecordBatch:
 
 
 class _TypedReader(_Reader):
-    """Rows of the files the scan parsed with pyarrow, conformed to the table's data columns (option
-    `schema`, as declared_schema gives it), with the rescued data, `_source_file`, `_line` and
-    `_landing_date`. The lines pyarrow could not parse with the rest (type conflicts) are walked
-    through the Fitter (option `target`) here, and parsed by pyarrow in the same declared types."""
+    """Bronze rows in the table's types (option `schema`, as declared_schema gives it), with the
+    rescued data, `_source_file`, `_line` and `_landing_date`. A `typed` file comes from what the
+    scan parsed with pyarrow, conformed to the columns, its conflicting lines rescued in arrow or
+    walked through the Fitter (option `target`); any other file, or one whose values turn out not
+    to convert (an INT overflow, an invalid DATE), is walked line by line through the Fitter. The
+    Fitter's output is read back by pyarrow in the declared types, never by the engine's from_json,
+    which rounds some doubles differently from the text."""
 
     def read(self, partition: _Files):
         from pyspark.sql import types as T
         from pyspark.sql.pandas.types import to_arrow_schema
 
-        from lake_assets.core.records import Fitter, parse_line, rescued_json
+        from lake_assets.core.records import Fitter
         from lake_assets.storage import StorageError, read_data
 
         declared = to_arrow_schema(T.StructType.fromJson(json.loads(self.options["schema"])))
@@ -709,39 +667,73 @@ class _TypedReader(_Reader):
         fitter = Fitter(T.StructType.fromJson(json.loads(self.options["target"])),
                         rescue_unknown=self.options.get("rescue_unknown", "true") == "true")
         for f in partition.files:
-            parsed = _PARSED.pop((f["uri"], f.get("etag")))
-            if parsed is None:  # parsed by another process, or evicted: parse again
-                try:
-                    parsed = _arrow_scan(read_data(f["uri"], f.get("etag")))["parsed"]
-                except StorageError:
-                    continue  # changed or deleted since the scan: bronze finds the file short
-            pieces, walk = parsed
-            batches = []
-            for table, numbers, rescue in pieces:
-                if rescue is None:
-                    rescued = pa.nulls(table.num_rows, pa.string())
-                else:
-                    path, values = rescue
-                    rescued = pa.array([rescued_json({path: v}, f["uri"]) for v in values.to_pylist()], pa.string())
-                batches.append((table, numbers, rescued))
-            if walk:
-                fitted = [fitter.fit(parse_line(raw)) for _, raw in walk]
-                body = b"\n".join(orjson.dumps(clean) for clean, _, _ in fitted)
-                walked = _arrow_read(body, _walk_schema(declared), "error")
-                if walked is None or walked.num_rows != len(walk):
-                    raise RuntimeError(f"{f['uri']}: pyarrow cannot read the walked lines back")
-                batches.append((walked, np.array([n for n, _ in walk], np.int64),
-                                pa.array([rescued_json(r, f["uri"]) for _, r, _ in fitted], pa.string())))
-            for part, lines, rescue in batches:
-                n = part.num_rows
-                if not n:
-                    continue
-                columns = [_conform(part.column(field.name).combine_chunks(), field.type)
-                           if field.name in part.column_names else pa.nulls(n, field.type) for field in declared]
-                repeat = pa.array(np.zeros(n, np.int64))
-                columns += [rescue, pa.array([f["uri"]]).take(repeat), pa.array(lines, pa.int64()),
-                            pa.array([f["day"]]).take(repeat)]
-                yield pa.RecordBatch.from_arrays(columns, schema=out)
+            try:
+                batches = None
+                if f.get("typed"):
+                    parsed = _PARSED.pop((f["uri"], f.get("etag")))
+                    if parsed is None:  # parsed by another process, or evicted: parse again
+                        scanned = _arrow_scan(read_data(f["uri"], f.get("etag")))
+                        parsed = scanned["parsed"] if scanned else None
+                    try:
+                        if parsed is not None:
+                            batches = [_typed_batch(out, declared, table, numbers, _rescued(rescue, f["uri"], table), f)
+                                       for table, numbers, rescue in parsed[0]]
+                            batches.append(_walked_batch(out, declared, fitter, parsed[1], f))
+                    except _DoesNotConvert:
+                        batches = None
+                if batches is None:
+                    data = read_data(f["uri"], f.get("etag"))
+                    walk = [(n, raw) for n, raw in enumerate(data.split(b"\n"), 1) if raw.strip()]
+                    batches = [_walked_batch(out, declared, fitter, walk, f)]
+            except StorageError:
+                continue  # changed or deleted since the scan: bronze finds the file short
+            yield from (b for b in batches if b is not None and b.num_rows)
+
+
+class _DoesNotConvert(Exception):
+    """A value of a pyarrow column does not convert to its column's type as the Fitter would."""
+
+
+def _rescued(rescue, uri: str, table) -> pa.Array:
+    """The rescued column of a scan piece: null, or its one conflicting field's values."""
+    from lake_assets.core.records import rescued_json
+
+    if rescue is None:
+        return pa.nulls(table.num_rows, pa.string())
+    path, values = rescue
+    return pa.array([rescued_json({path: v}, uri) for v in values.to_pylist()], pa.string())
+
+
+def _typed_batch(out: pa.Schema, declared: pa.Schema, table, numbers, rescued: pa.Array, f: dict) -> pa.RecordBatch:
+    n = table.num_rows
+    columns = [_conform(table.column(field.name).combine_chunks(), field.type)
+               if field.name in table.column_names else pa.nulls(n, field.type) for field in declared]
+    repeat = pa.array(np.zeros(n, np.int64))
+    columns += [rescued, pa.array([f["uri"]]).take(repeat), pa.array(numbers, pa.int64()),
+                pa.array([f["day"]]).take(repeat)]
+    return pa.RecordBatch.from_arrays(columns, schema=out)
+
+
+def _walked_batch(out: pa.Schema, declared: pa.Schema, fitter, walk: list, f: dict) -> pa.RecordBatch:
+    """Lines [(number, raw)] walked through the Fitter (malformed ones left out: the quarantine
+    has them), read back by pyarrow in the declared types."""
+    from lake_assets.core.records import Malformed, parse_line, rescued_json
+
+    numbers, bodies, rescued = [], [], []
+    for number, raw in walk:
+        try:
+            clean, rescue, _ = fitter.fit(parse_line(raw))
+        except Malformed:
+            continue
+        numbers.append(number)
+        bodies.append(orjson.dumps(clean))
+        rescued.append(rescued_json(rescue, f["uri"]))
+    table = _arrow_read(b"\n".join(bodies), walk_schema(declared), "error") if bodies else None
+    if table is None and bodies:
+        raise RuntimeError(f"{f['uri']}: pyarrow cannot read the Fitter's records back")
+    if table is None:
+        table = pa.table([pa.nulls(0, field.type) for field in declared], schema=declared)
+    return _typed_batch(out, declared, table, np.array(numbers, np.int64), pa.array(rescued, pa.string()), f)
 
 
 def _typed_extra(options: dict) -> list[tuple[str, pa.DataType]]:
@@ -750,20 +742,30 @@ def _typed_extra(options: dict) -> list[tuple[str, pa.DataType]]:
             ("_landing_date", pa.string())]
 
 
-def _walk_schema(declared: pa.Schema) -> pa.Schema:
-    """The explicit schema for reading Fitter output back: the declared columns whose types
-    pyarrow's JSON reader can build (walked records of a typed file hold no others)."""
-    def ok(t):
+def walk_schema(declared: pa.Schema) -> pa.Schema | None:
+    """The explicit schema pyarrow reads the Fitter's records back with (DATE as its text, which
+    _conform converts), or None when a declared type is one pyarrow's JSON reader cannot build
+    (MAP, BINARY, ...): those tables take the engine's from_json."""
+    def text(t):
         if pa.types.is_struct(t):
-            return all(ok(f.type) for f in t)
+            fields = [pa.field(f.name, text(f.type)) for f in t]
+            return None if any(f.type is None for f in fields) else pa.struct(fields)
         if pa.types.is_list(t):
-            return ok(t.value_type)
-        return t in (pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("us"))
-    return pa.schema([f for f in declared if ok(f.type)])
+            inner = text(t.value_type)
+            return None if inner is None else pa.list_(pa.field(t.value_field.name, inner))
+        if pa.types.is_date32(t):
+            return pa.string()
+        simple = (pa.types.is_string(t) or pa.types.is_boolean(t) or pa.types.is_integer(t)
+                  or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_null(t)
+                  or t == pa.timestamp("us"))
+        return t if simple else None
+    fields = [(f.name, text(f.type)) for f in declared]
+    return None if any(t is None for _, t in fields) else pa.schema(fields)
 
 
 def _conform(arr: pa.Array, target: pa.DataType) -> pa.Array:
-    """An arrow array of an inferred type as `target`, which typed_fits approved."""
+    """An arrow array of an inferred type as `target`, which typed_fits approved, with the values
+    the Fitter would write; _DoesNotConvert when some value would be rescued instead."""
     import pyarrow.compute as pc
 
     if arr.type == target:
@@ -780,8 +782,19 @@ def _conform(arr: pa.Array, target: pa.DataType) -> pa.Array:
                                         mask=arr.is_null())
     if pa.types.is_timestamp(target):  # strings of one TS_SHAPES shape (the scan checked every value)
         return pc.cast(arr, pa.timestamp("us", "UTC")).cast(target)
-    # bigint -> double; past 2**53 to the nearest double, as from_json and the Fitter do
-    return pc.cast(arr, target, safe=False)
+    try:
+        if pa.types.is_date32(target):  # YYYY-MM-DD of a real day, as records.fit_atomic wants
+            if pc.all(pc.match_substring_regex(arr, r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")).as_py() is False \
+                    or pc.any(pc.starts_with(arr, "0000")).as_py():
+                raise _DoesNotConvert()
+            return pc.cast(arr, target)
+        if pa.types.is_float32(target) and (pc.max(pc.abs(arr)).as_py() or 0) > 3.4028234e38:
+            raise _DoesNotConvert()
+        # bigint -> double past 2**53 and -> float: the nearest, as the Fitter writes them;
+        # bigint -> int / smallint / tinyint: checked (an overflow is rescued, not wrapped)
+        return pc.cast(arr, target, safe=not pa.types.is_floating(target))
+    except pa.ArrowInvalid:
+        raise _DoesNotConvert() from None
 
 
 def declared_schema(t):
@@ -799,9 +812,10 @@ def declared_schema(t):
 
 
 def typed_fits(target, seen, ts: dict, path: str = "") -> bool:
-    """True when _conform turns arrow's parse of `seen` values into `target` exactly as from_json
-    would parse their text: the same type, bigint into double, structs and arrays of such, or
-    strings of one TS_SHAPES shape (`ts`: {path: shape}) into TIMESTAMP."""
+    """True when _conform can turn arrow's parse of `seen` values into `target` as the Fitter
+    would write them: the same type, bigint into double, structs and arrays of such, strings of
+    one TS_SHAPES shape (`ts`: {path: shape}) into TIMESTAMP; or, checked value by value when
+    converted, bigint into INT / SMALLINT / TINYINT / FLOAT, double into FLOAT, strings into DATE."""
     from pyspark.sql import types as T
 
     if isinstance(seen, T.NullType):
@@ -814,6 +828,12 @@ def typed_fits(target, seen, ts: dict, path: str = "") -> bool:
         return typed_fits(target.elementType, seen.elementType, ts, path + "[]")
     if isinstance(target, T.TimestampType):
         return isinstance(seen, T.StringType) and ts.get(path) == "iso_ms_z"
+    if isinstance(target, (T.ByteType, T.ShortType, T.IntegerType)):
+        return isinstance(seen, T.LongType)
+    if isinstance(target, T.FloatType):
+        return isinstance(seen, (T.LongType, T.DoubleType))
+    if isinstance(target, T.DateType):
+        return isinstance(seen, T.StringType)
     simple = (T.StringType, T.LongType, T.DoubleType, T.BooleanType)
     return isinstance(target, simple) and (target == seen or (isinstance(seen, T.LongType)
                                                               and isinstance(target, T.DoubleType)))
@@ -872,59 +892,20 @@ def release(files: list[dict]) -> None:
         _PARSED.pop((f["uri"], f.get("etag")))
 
 
-def plan_walks(files: list[dict], scans: dict, target, table=None) -> None:
-    """Mark each file with its malformed lines, what its records need (`walk`: True to walk every
-    record through the Fitter, False to pass every good line through as is, or the list of line
-    numbers to walk — the records with a type conflict inside the file) and `ts_format`, the
-    from_json timestampFormat its passed-through lines need (None: TIMESTAMP_FORMAT, the Fitter's).
-
-    A record passes through only if its type fits the target as is (`subsumes`), where a TIMESTAMP
-    field counts as fitting a string field whose every value has one exact shape (TS_SHAPES) that
-    from_json reads to the same instant. `typed`: the file's pyarrow parse (the scan's) goes into
-    the table as is, through lake_typed, when typed_fits approves it for `target` and the `table`'s
-    data columns; its other lines (walk) still go through the lines pass."""
+def plan_reads(files: list[dict], scans: dict, target, table=None) -> None:
+    """Mark each file with its malformed lines (None: more than the scan tracked) and `typed`:
+    whether what pyarrow parsed in the scan goes into the table as is (typed_fits approves it for
+    `target` and for the `table`'s data columns), or the file's lines are walked."""
     from pyspark.sql import types as T
-
-    from lake_assets.core.schema import subsumes
 
     for f in files:
         scan = scans[f["uri"]]
         f["malformed"] = json.loads(scan["malformed"]) if scan["malformed"] else None
         detail = json.loads(scan["detail"]) if scan["detail"] else {}
         seen = T.StructType.fromJson(json.loads(scan["schema"]))
-        used: set = set()
-        relaxed = _relax(target, detail.get("ts") or {}, "", used)
-        f["ts_format"] = None
-        f["walk"] = True
-        f["typed"] = (detail.get("engine") == "arrow" and typed_fits(target, seen, detail.get("ts") or {})
-                      and typed_fits(table or target, seen, detail.get("ts") or {}))
-        if len(used) > 1 or not subsumes(relaxed, seen):
-            continue
-        if used and subsumes(target, seen):  # (cannot happen: a TIMESTAMP field is never inferred)
-            used = set()
-        if scan["conflicts"]:
-            lines = detail.get("conflict_lines")
-            if lines is None:
-                continue
-            f["walk"] = lines
-        else:
-            f["walk"] = False
-        f["ts_format"] = TS_SHAPES[next(iter(used))][1] if used else None
-
-
-def _relax(t, ts: dict, path: str, used: set):
-    """`t` with each TIMESTAMP field that the file holds as strings of a TS_SHAPES shape typed STRING."""
-    from pyspark.sql import types as T
-
-    if isinstance(t, T.StructType):
-        return T.StructType([T.StructField(f.name, _relax(f.dataType, ts, f"{path}.{f.name}" if path else f.name, used),
-                                           f.nullable, f.metadata) for f in t.fields])
-    if isinstance(t, T.ArrayType):
-        return T.ArrayType(_relax(t.elementType, ts, path + "[]", used), t.containsNull)
-    if isinstance(t, T.TimestampType) and path in ts:
-        used.add(ts[path])
-        return T.StringType()
-    return t
+        ts = detail.get("ts") or {}
+        f["typed"] = (detail.get("engine") == "arrow" and detail.get("conflict_lines") is not None
+                      and typed_fits(target, seen, ts) and typed_fits(table or target, seen, ts))
 
 
 def _lines(spark, files: list[dict], target, rescue_unknown: bool = True, emit: str = "all"):
@@ -935,40 +916,30 @@ def _lines(spark, files: list[dict], target, rescue_unknown: bool = True, emit: 
 def good_rows(spark, files: list[dict], target, data_schema, rescued_column: str, *, rescue_unknown: bool,
               audit: list):
     """The files' records as bronze rows: data columns of `data_schema`, the rescued column,
-    `_source_file`, `_line`, the `audit` columns, `_landing_date`."""
+    `_source_file`, `_line`, the `audit` columns, `_landing_date`. All through lake_typed, except
+    when the table has a type pyarrow's JSON reader cannot build (MAP, BINARY, ...): then the files
+    that are not `typed` are walked as JSON text for the engine's from_json."""
     from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import to_arrow_schema
 
     from lake_assets.core.records import TIMESTAMP_FORMAT
 
-    # Files the scan parsed with pyarrow go in typed (their conflict lines walked); the rest go as
-    # JSON text through from_json, one read per timestamp format, so walked lines (canonical
-    # timestamps) and lines passed through with timestamps of another exact shape never meet.
-    typed = [f for f in files if f.get("typed") and f["walk"] is not True]
-    rest = [f for f in files if f not in typed]
-    shaped = [f for f in rest if f.get("ts_format")]
-    walked = [{**f, "emit": "walked"} for f in shaped if f["walk"] is not False]
-    reads = [([f for f in rest if not f.get("ts_format")] + walked, "all", TIMESTAMP_FORMAT)]
-    for fmt in sorted({f["ts_format"] for f in shaped}):
-        reads.append(([f for f in shaped if f["ts_format"] == fmt], "pass", fmt))
-    parts = []
-    for group, emit, fmt in reads:
-        if group:
-            parts.append(_lines(spark, group, target, rescue_unknown, emit).where("corrupt IS NULL")
-                         .select(F.from_json("value", data_schema, {"timestampFormat": fmt}).alias("r"),
-                                 F.col("rescued").alias(rescued_column), "_source_file", "_line", "_landing_date")
-                         .select("r.*", rescued_column, "_source_file", "_line", *audit, "_landing_date"))
-    if typed or not parts:
-        declared = declared_schema(data_schema)
-        df = (spark.read.format("lake_typed").option("files", json.dumps(typed)).option("schema", declared.json())
-              .option("target", target.json()).option("rescue_unknown", "true" if rescue_unknown else "false")
-              .option("rescued_column", rescued_column).load())
-        parts.append(df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) if f.dataType != d.dataType
-                                 else F.col(f.name) for f, d in zip(data_schema.fields, declared.fields)],
-                               rescued_column, "_source_file", "_line", *audit,
-                               "_landing_date"))
-    out = parts[0]
-    for df in parts[1:]:
-        out = out.unionByName(df)
+    declared = declared_schema(data_schema)
+    readable = walk_schema(to_arrow_schema(declared)) is not None
+    typed = [f for f in files if readable or f.get("typed")]
+    text = [f for f in files if f not in typed]
+    out = (spark.read.format("lake_typed").option("files", json.dumps(typed)).option("schema", declared.json())
+           .option("target", target.json()).option("rescue_unknown", "true" if rescue_unknown else "false")
+           .option("rescued_column", rescued_column).load()
+           .select(*[F.col(f.name).cast(f.dataType).alias(f.name) if f.dataType != d.dataType else F.col(f.name)
+                     for f, d in zip(data_schema.fields, declared.fields)],
+                   rescued_column, "_source_file", "_line", *audit, "_landing_date"))
+    if text:
+        out = out.unionByName(
+            _lines(spark, text, target, rescue_unknown).where("corrupt IS NULL")
+            .select(F.from_json("value", data_schema, {"timestampFormat": TIMESTAMP_FORMAT}).alias("r"),
+                    F.col("rescued").alias(rescued_column), "_source_file", "_line", "_landing_date")
+            .select("r.*", rescued_column, "_source_file", "_line", *audit, "_landing_date"))
     return out
 
 
