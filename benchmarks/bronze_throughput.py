@@ -17,9 +17,9 @@ the rescue path runs) — and loads it into Delta three ways in one process:
 Prints MB/s for each, the bronze/plain ratio (the target is >= 0.40), the peak RSS of each phase,
 and where bronze spends its time: the phases between ingest's checkpoints, and the Python time
 inside the passes over the files (lake_scan parses and infers; lake_typed hands the scan's
-pyarrow tables to the engine; lake_lines walks the lines that need rescue), which the embedded
-engine runs in this process under one GIL. `--profile` adds a cProfile of the scan and the lines
-pass over one file.
+pyarrow tables to the engine, walking through the Fitter only what does not fit; lake_malformed
+reads malformed lines for the quarantine), which the embedded engine runs in this process under
+one GIL. `--profile` adds a cProfile of the scan and lake_typed over one file.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class Timeline:
         self.cpu: dict[str, float] = defaultdict(float)     # CPU seconds inside the reader
         self.busy: dict[str, float] = defaultdict(float)    # wall seconds while any partition ran
         self.active: dict[str, int] = defaultdict(int)
-        self.walked = self.partly = self.line_files = 0                  # files the lines pass walked per record
+        self.typed_files = self.files = 0      # files lake_typed took from the scan's parse / all it read
         self.since: dict[str, float] = {}
         self.rows: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
@@ -131,7 +131,7 @@ class Timeline:
         self.events.clear()
         for d in (self.cpu, self.busy, self.rows):
             d.clear()
-        self.walked = self.partly = self.line_files = 0
+        self.typed_files = self.files = 0
 
     def mark(self, name: str) -> None:
         self.events.append((time.perf_counter() - self.t0, name))
@@ -146,7 +146,7 @@ class Timeline:
             original_checkpoint(point)
 
         bronze.checkpoint = checkpoint
-        for name, cls in (("scan", reader._ScanReader), ("lines", reader._LinesReader), ("typed", reader._TypedReader)):
+        for name, cls in (("scan", reader._ScanReader), ("malformed", reader._MalformedReader), ("typed", reader._TypedReader)):
             cls.read = self._timed(name, cls.read)
 
     def _timed(self, name: str, read):
@@ -155,13 +155,10 @@ class Timeline:
         timeline = self
 
         def timed_read(reader_self, partition):
-            if name == "lines":
+            if name == "typed":
                 with timeline._lock:
-                    timeline.walked += sum(1 for f in partition.files if f.get("walk", True) is True
-                                           or f.get("malformed") is None)
-                    timeline.partly += sum(1 for f in partition.files if isinstance(f.get("walk"), list)
-                                           and f.get("malformed") is not None)
-                    timeline.line_files += len(partition.files)
+                    timeline.typed_files += sum(1 for f in partition.files if f.get("typed"))
+                    timeline.files += len(partition.files)
             it = iter(read(reader_self, partition))
             while True:
                 timeline._enter(name)
@@ -261,16 +258,22 @@ def timed(label: str, fn, nbytes: int, results: dict, repeat: int = 1):
 # ---------------------------------------------------------------- profile one file
 
 def profile_passes(path: str, schema_json: str, top: int) -> None:
-    """cProfile the scan and the lines pass over one file, outside Spark."""
+    """cProfile, outside Spark, the passes over one file: the scan (pyarrow parse and inference),
+    lake_typed from the scan's parse, and lake_typed walking every line through the Fitter."""
+    from pyspark.sql import types as T
+
     from lake_assets.core import reader
 
     size = os.path.getsize(path)
-    info = {"uri": path, "size": size, "day": DAY.isoformat(), "malformed": [], "walk": True}
+    info = {"uri": path, "size": size, "day": DAY.isoformat(), "malformed": []}
+    declared = reader.declared_schema(T.StructType.fromJson(json.loads(schema_json))).json()
+    typed_options = {"schema": declared, "target": schema_json, "rescued_column": "_rescued_data"}
     for name, cls, options in (
-        ("scan", reader._ScanReader, {"files": json.dumps([info])}),
-        ("lines (walk)", reader._LinesReader, {"files": json.dumps([info]), "schema": schema_json}),
-        ("lines (no walk)", reader._LinesReader, {"files": json.dumps([{**info, "walk": False}]),
-                                                  "schema": schema_json}),
+        ("scan", reader._ScanReader, {"files": json.dumps([info]), "keep_parsed": "true"}),
+        ("typed (the scan's parse)", reader._TypedReader, {"files": json.dumps([{**info, "typed": True}]),
+                                                           **typed_options}),
+        ("typed (every line walked)", reader._TypedReader, {"files": json.dumps([{**info, "typed": False}]),
+                                                            **typed_options}),
     ):
         r = cls(options)
         profiler = cProfile.Profile()
@@ -358,14 +361,13 @@ def main(argv=None) -> int:
         results["timeline"] = breakdown
         total = results["bronze"]["seconds"]
         print("\nPython inside the data sources (run by the embedded engine in this process, one GIL):")
-        for name in ("scan", "typed", "lines"):
+        for name in ("scan", "typed", "malformed"):
             busy, cpu = timeline.busy[name], timeline.cpu[name]
             print(f"  {name:<6} busy {busy:6.2f} s wall ({busy / total:5.1%} of bronze), {cpu:6.2f} s CPU "
                   f"({nbytes / MB / cpu if cpu else 0:6.1f} MB/s per CPU second), {timeline.rows[name]} row(s) out")
-        print(f"  the lines pass walked {timeline.walked} of {timeline.line_files} file(s) record by record, "
-              f"{timeline.partly} only at their type-conflict lines (the rest went typed or passed through "
-              f"unparsed; a file read in two groups counts twice)")
-        results["walked_files"] = timeline.walked
+        print(f"  lake_typed took {timeline.typed_files} of {timeline.files} file(s) from the scan's pyarrow parse "
+              f"(the rest it walked line by line through the Fitter)")
+        results["typed_files"] = timeline.typed_files
         results["python"] = {"busy": dict(timeline.busy), "cpu": dict(timeline.cpu)}
 
         if args.profile:

@@ -265,7 +265,7 @@ def _load_files(spark, source: SourceConfig, layout: Layout, claimed: list[Plann
     # 4. Rows: parsed into the table's schema, with rescued data and audit columns.
     ingested_at = F.lit(dt.datetime.now(dt.timezone.utc)).cast("timestamp")
     audit = [ingested_at.alias("_ingested_at"), F.lit(batch_id).alias("_batch_id")]
-    reader.plan_reads(readable, scans, target, data_schema)
+    reader.plan_reads(readable, scans)
     rows = reader.good_rows(spark, readable, target, data_schema, source.rescued_data_column,
                             rescue_unknown=source.schema_evolution_mode != "none", audit=audit)
 
@@ -281,7 +281,7 @@ def _load_files(spark, source: SourceConfig, layout: Layout, claimed: list[Plann
              f"t._source_file IN ({', '.join(map(tables.sql_string, uris))})")
     with_malformed = [f for f in readable if scans[f["uri"]]["malformed"] != "[]"]
     if uris and (with_malformed or not fresh):
-        bad = reader.malformed_rows(spark, with_malformed, target, audit)
+        bad = reader.malformed_rows(spark, with_malformed, audit)
         _write(spark, bad, layout.quarantine, fresh, scope, batch_id, QUARANTINE_SCHEMA)
         checkpoint("quarantine_written")
     if uris:

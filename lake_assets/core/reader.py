@@ -1,11 +1,15 @@
 """Reading landing files inside Spark, as PySpark Python data sources (they run where Spark runs
 its Python: in-process for the embedded engine, on executors on a cluster).
 
-`lake_scan` reads each file once and returns one row per file: its inferred schema, record and
-malformed counts, and whether its type conflicts. `lake_lines` reads the files again and returns
-one row per line — the JSON to parse (rewritten only where something had to be rescued), the
-rescued JSON, or the raw text of a malformed line — with the file URI and line number, which the
-engine's own JSON reader cannot give."""
+`lake_scan` reads and parses each file once — with pyarrow's JSON reader where the result provably
+equals the Python Inferrer's, else line by line in Python — and returns one row per file: its
+inferred schema, record count, malformed lines and type conflicts. `lake_typed` then returns the
+bronze rows in the table's types, with the file URI and line number (which the engine's own JSON
+reader cannot give): from the scan's pyarrow tables where they fit the table (kept in memory
+between the two passes by the embedded engine, parsed again elsewhere), else by walking each
+line through the Fitter. `lake_malformed` returns the malformed lines, for the quarantine.
+
+The engine's own from_json is not used: it rounds some doubles differently from their text."""
 
 from __future__ import annotations
 
@@ -19,10 +23,8 @@ from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 
 SCAN_SCHEMA = ("uri string, etag string, records bigint, malformed string, schema string, "
                "conflicts bigint, error string, detail string")
-LINES_SCHEMA = ("_source_file string, _line bigint, value string, rescued string, corrupt string, reason string, "
-                "_landing_date string")
+MALFORMED_SCHEMA = "_source_file string, _line bigint, _raw string, _error string, _landing_date string"
 MAX_TRACKED_MALFORMED = 1000
-MAX_TRACKED_CONFLICTS = 100_000   # lines with a type conflict (more: the whole file is walked)
 BATCH_ROWS = 20_000
 
 # Timestamp strings in one exact shape that pyarrow's cast reads to the same instant as
@@ -52,8 +54,7 @@ class _ParseCache:
         import os
 
         limit = int(os.environ.get("LAKE_PARSE_CACHE_MB", "2048")) << 20
-        pieces, walk = parsed
-        nbytes = sum(table.nbytes for table, _, _ in pieces) + sum(len(raw) for _, raw in walk)
+        nbytes = sum(table.nbytes + sum(map(len, raw or [])) for table, _, raw in parsed)
         with self.lock:
             self._drop(key)
             if nbytes > limit:
@@ -123,15 +124,16 @@ class _ScanReader(_Reader):
             if parsed and self.options.get("keep_parsed") == "true":
                 _PARSED.put((f["uri"], f.get("etag")), parsed)
             tracked = r["malformed"] if len(r["malformed"]) <= MAX_TRACKED_MALFORMED else None
-            detail = {"conflict_lines": r["conflict_lines"], "ts": r["ts"], "engine": r["engine"]}
+            detail = {"ts": r["ts"], "engine": r["engine"]}
             yield (f["uri"], f.get("etag"), r["records"], json.dumps(tracked), r["schema"].json(),
                    r["conflicts"], None, json.dumps(detail))
 
 
 def scan_bytes(data: bytes, *, use_arrow: bool = True) -> dict:
     """Infer one file's records: {records, malformed (line numbers), schema, conflicts,
-    conflict_lines (or None), ts ({path: shape}), engine}. pyarrow's JSON reader does it when it
-    can prove the result equals the Python Inferrer's; anything unusual falls back to Python."""
+    conflict_lines, ts ({path: shape}), engine, and for engine "arrow" `parsed`, what lake_typed
+    needs}. pyarrow's JSON reader does it when it can prove the result equals the Python
+    Inferrer's; anything unusual falls back to Python."""
     if use_arrow:
         result = _arrow_scan(data)
         if result is not None:
@@ -144,7 +146,7 @@ def _python_scan(data: bytes) -> dict:
     from lake_assets.core.schema import Inferrer
 
     lines = data.split(b"\n")
-    inferrer, malformed, records, conflict_lines, clean = Inferrer(), [], 0, [], []
+    inferrer, malformed, records, conflict_lines = Inferrer(), [], 0, []
     for number, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
@@ -158,25 +160,9 @@ def _python_scan(data: bytes) -> dict:
         records += 1
         if inferrer.conflicts != before:
             conflict_lines.append(number)
-        else:
-            clean.append(number)
-    ts = {}
-    if len(conflict_lines) <= MAX_TRACKED_CONFLICTS:
-        # Timestamp shapes over the records that may pass through (those without a conflict).
-        ts = _ts_of_lines(b"\n".join(lines[n - 1] for n in clean), len(clean))
+    # (ts: timestamp shapes matter only to typed files, which the arrow scan makes)
     return {"records": records, "malformed": malformed, "schema": inferrer.result(), "conflicts": inferrer.conflicts,
-            "conflict_lines": conflict_lines if len(conflict_lines) <= MAX_TRACKED_CONFLICTS else None,
-            "ts": ts, "engine": "python"}
-
-
-def _ts_of_lines(body: bytes, rows: int) -> dict:
-    """Timestamp shapes of the string fields of lines already known to be valid JSON objects."""
-    if not rows:
-        return {}
-    table = _arrow_read(body)
-    if table is None or table.num_rows != rows:
-        return {}
-    return _ts_shapes(table)
+            "conflict_lines": conflict_lines, "ts": {}, "engine": "python"}
 
 
 def _arrow_read(data: bytes, schema: pa.Schema | None = None, unexpected: str = "infer"):
@@ -310,19 +296,13 @@ def _arrow_lines(data: bytes, get_lines, numbers, quick: bool = True) -> dict | 
     inferrer = Inferrer()
     inferrer.kind = kind
     conflict_lines = sorted(np.concatenate([p[1] for p in parts[1:]]).tolist()) if len(parts) > 1 else []
-    # For lake_typed: the parts pyarrow parsed, each with its line numbers and what it must rescue
-    # (a lost part whose one conflicting field holds scalars), and the lines left to walk.
-    pieces, walk = [(parts[0][0], parts[0][1], None)], []
-    for table, part_numbers, _, allowed in parts[1:]:
-        piece = _rescuing_piece(table, part_numbers, allowed)
-        if piece is not None:
-            pieces.append(piece)
-        else:
-            index = np.searchsorted(numbers, part_numbers).tolist()
-            walk += [(n, lines[i]) for n, i in zip(part_numbers.tolist(), index)]
+    # For lake_typed: each part's table and line numbers, and the lost parts' lines (walked when
+    # their rows do not fit the table; the first part's rows make the file's schema).
+    pieces = [(parts[0][0], parts[0][1], None)]
+    for table, part_numbers, _, _ in parts[1:]:
+        pieces.append((table, part_numbers, [lines[i] for i in np.searchsorted(numbers, part_numbers).tolist()]))
     return {"records": len(numbers), "malformed": [], "schema": inferrer.result(), "conflicts": len(conflict_lines),
-            "conflict_lines": conflict_lines if len(conflict_lines) <= MAX_TRACKED_CONFLICTS else None,
-            "ts": _ts_shapes(parts[0][0]), "engine": "arrow", "parsed": (pieces, sorted(walk))}
+            "conflict_lines": conflict_lines, "ts": _ts_shapes(parts[0][0]), "engine": "arrow", "parsed": pieces}
 
 
 MAX_SPLITS = 4
@@ -413,27 +393,6 @@ def _types_by_key_text(lines: list[bytes], name: str) -> list | None:
         return None
     first = pc.extract_regex(text, key + "(?P<c>.)").field("c").to_pylist()
     return [frozenset([_TEXT_TYPES[c]]) if c in _TEXT_TYPES else frozenset() for c in first]
-
-
-def _rescuing_piece(table, numbers, allowed: frozenset):
-    """(table without the conflicting field, line numbers, (its dotted path, its values)) for a
-    lost part whose only conflict is one field outside arrays holding strings, booleans or
-    integers, which go to the rescued column as they are; else None (its lines are walked)."""
-    if len(allowed) != 1:
-        return None
-    steps = next(iter(allowed)).split("/")[1:]
-    if "[]" in steps:
-        return None
-    column = table.column(steps[0]).combine_chunks()
-    for name in steps[1:]:
-        column = column.field(name)
-    if not (pa.types.is_string(column.type) or pa.types.is_boolean(column.type) or pa.types.is_int64(column.type)):
-        return None
-    top = table.column(steps[0]).combine_chunks()
-    table = table.drop_columns([steps[0]])
-    if len(steps) > 1:
-        table = table.append_column(steps[0], _drop_field(top, steps[1:]))
-    return table, numbers, (".".join(steps), column)
 
 
 def _drop_field(arr, steps: list[str]):
@@ -583,77 +542,41 @@ def _ts_walk(arr, path: str, out: dict) -> None:
             break
 
 
-class _LinesReader(_Reader):
-    """One row per line: the record walked through the Fitter as JSON text for from_json (the
-    engine's parser, for schemas pyarrow cannot build), its rescued data, or the raw text of a
-    malformed line. Option `emit`: "all" lines, or "malformed" lines only (the quarantine)."""
+class _MalformedReader(_Reader):
+    """The lines of each file that parse_line rejects, with the reason: only the lines the scan
+    listed (`malformed`), or every line when it listed too many to keep (None)."""
 
     def read(self, partition: _Files):
-        from pyspark.sql import types as T
-
-        from lake_assets.core.records import Fitter, Malformed, parse_line, rescued_json
+        from lake_assets.core.records import Malformed, parse_line
         from lake_assets.storage import StorageError, read_data
 
-        only_malformed = self.options.get("emit", "all") == "malformed"
-        fitter = Fitter(T.StructType.fromJson(json.loads(self.options["schema"])),
-                        rescue_unknown=self.options.get("rescue_unknown", "true") == "true")
-        columns: dict[str, list] = {f.name: [] for f in _ARROW}
-
-        def emit(uri, number, value, rescued, corrupt, reason):
-            for name, v in zip(columns, (uri, number, value, rescued, corrupt, reason, day)):
-                columns[name].append(v)
-
+        rows = []
         for f in partition.files:
-            uri, day = f["uri"], f["day"]
-            # The etag pins the version the scan saw. A file changed or deleted since gives no
-            # rows at all; bronze then finds it short and records it as failed.
-            try:
-                data = read_data(uri, f.get("etag"))
+            try:  # the etag pins the version the scan saw; a file changed since gives no rows
+                lines = read_data(f["uri"], f.get("etag")).split(b"\n")
             except StorageError:
                 continue
-            lines = data.split(b"\n")
-            if only_malformed and f.get("malformed") is not None:
-                todo = ((n, lines[n - 1]) for n in f["malformed"])
-            else:
-                todo = enumerate(lines, 1)
-            for number, raw in todo:
+            numbers = f["malformed"] if f.get("malformed") is not None else range(1, len(lines) + 1)
+            for number in numbers:
+                raw = lines[number - 1]
                 if not raw.strip():
                     continue
                 try:
-                    record = parse_line(raw)
+                    parse_line(raw)
                 except Malformed as exc:
-                    emit(uri, number, None, None, raw.decode("utf-8", "replace"), str(exc))
-                    continue
-                if only_malformed:
-                    continue
-                clean, rescued, _ = fitter.fit(record)
-                emit(uri, number, orjson.dumps(clean).decode(), rescued_json(rescued, uri), None, None)
-                if len(columns["_line"]) >= BATCH_ROWS:
-                    yield _batch(columns)
-        if columns["_line"]:
-            yield _batch(columns)
-
-
-_ARROW = pa.schema([("_source_file", pa.string()), ("_line", pa.int64()), ("value", pa.string()),
-                    ("rescued", pa.string()), ("corrupt", pa.string()), ("reason", pa.string()),
-                    ("_landing_date", pa.string())])
-
-
-def _batch(columns: dict[str, list]) -> pa.RecordBatch:
-    batch = pa.RecordBatch.from_arrays([pa.array(columns[f.name], f.type) for f in _ARROW], schema=_ARROW)
-    for values in columns.values():
-        values.clear()
-    return batch
+                    rows.append((f["uri"], number, raw.decode("utf-8", "replace"), str(exc), f["day"]))
+        yield from rows
 
 
 class _TypedReader(_Reader):
     """Bronze rows in the table's types (option `schema`, as declared_schema gives it), with the
     rescued data, `_source_file`, `_line` and `_landing_date`. A `typed` file comes from what the
-    scan parsed with pyarrow, conformed to the columns, its conflicting lines rescued in arrow or
-    walked through the Fitter (option `target`); any other file, or one whose values turn out not
-    to convert (an INT overflow, an invalid DATE), is walked line by line through the Fitter. The
-    Fitter's output is read back by pyarrow in the declared types, never by the engine's from_json,
-    which rounds some doubles differently from the text."""
+    scan parsed with pyarrow: each part conformed to the columns, with the fields that can never
+    fit (a string where the table has BIGINT, an unknown field ...) moved to the rescued column as
+    they are, or else walked. Any other file, or one whose values turn out not to convert (an INT
+    overflow, an invalid DATE), is walked line by line through the Fitter (option `target`), whose
+    output pyarrow reads back in the declared types — never the engine's from_json, which rounds
+    some doubles differently from the text."""
 
     def read(self, partition: _Files):
         from pyspark.sql import types as T
@@ -662,46 +585,134 @@ class _TypedReader(_Reader):
         from lake_assets.core.records import Fitter
         from lake_assets.storage import StorageError, read_data
 
-        declared = to_arrow_schema(T.StructType.fromJson(json.loads(self.options["schema"])))
-        out = pa.schema(list(declared) + [pa.field(name, t) for name, t in _typed_extra(self.options)])
-        fitter = Fitter(T.StructType.fromJson(json.loads(self.options["target"])),
-                        rescue_unknown=self.options.get("rescue_unknown", "true") == "true")
+        self.declared = to_arrow_schema(T.StructType.fromJson(json.loads(self.options["schema"])))
+        self.out = pa.schema(list(self.declared) + [pa.field(name, t) for name, t in _typed_extra(self.options)])
+        self.schemas = [T.StructType.fromJson(json.loads(self.options[k])) for k in ("target", "table")]
+        self.rescue_unknown = self.options.get("rescue_unknown", "true") == "true"
+        self.fitter = Fitter(self.schemas[0], rescue_unknown=self.rescue_unknown)
+        self.timestamps = '"timestamp"' in self.options["table"]
         for f in partition.files:
             try:
                 batches = None
                 if f.get("typed"):
-                    parsed = _PARSED.pop((f["uri"], f.get("etag")))
-                    if parsed is None:  # parsed by another process, or evicted: parse again
+                    pieces = _PARSED.pop((f["uri"], f.get("etag")))
+                    if pieces is None:  # parsed by another process, or evicted: parse again
                         scanned = _arrow_scan(read_data(f["uri"], f.get("etag")))
-                        parsed = scanned["parsed"] if scanned else None
+                        pieces = scanned["parsed"] if scanned else None
                     try:
-                        if parsed is not None:
-                            batches = [_typed_batch(out, declared, table, numbers, _rescued(rescue, f["uri"], table), f)
-                                       for table, numbers, rescue in parsed[0]]
-                            batches.append(_walked_batch(out, declared, fitter, parsed[1], f))
+                        batches = [self._piece(table, numbers, raw, f) for table, numbers, raw in pieces or []] or None
                     except _DoesNotConvert:
                         batches = None
                 if batches is None:
                     data = read_data(f["uri"], f.get("etag"))
                     walk = [(n, raw) for n, raw in enumerate(data.split(b"\n"), 1) if raw.strip()]
-                    batches = [_walked_batch(out, declared, fitter, walk, f)]
+                    batches = [_walked_batch(self.out, self.declared, self.fitter, walk, f)]
             except StorageError:
                 continue  # changed or deleted since the scan: bronze finds the file short
-            yield from (b for b in batches if b is not None and b.num_rows)
+            yield from (b for b in batches if b.num_rows)
+
+    def _piece(self, table, numbers, raw, f: dict) -> pa.RecordBatch:
+        """One part of a typed file: conformed, its misfit fields rescued; or walked."""
+        from lake_assets.core.records import rescued_json
+        from lake_assets.core.schema import Inferrer
+
+        inferrer = Inferrer()
+        inferrer.kind = _arrow_kind(pa.struct(list(table.schema)), 0)
+        seen = inferrer.result()
+        ts = _ts_shapes(table) if self.timestamps else {}
+        misfits: dict = {}
+        for schema in self.schemas:
+            _misfits(schema, seen, ts, [], misfits)
+        moved = _moved_fields(table, misfits)
+        if moved is None:
+            if raw is None:
+                raise _DoesNotConvert()
+            return _walked_batch(self.out, self.declared, self.fitter, list(zip(numbers.tolist(), raw)), f)
+        table, values = moved
+        rows: list[dict] = [{} for _ in range(table.num_rows)]
+        for steps, column in values:
+            if self.rescue_unknown or misfits[steps] is not None:  # unknown fields: rescued, or ignored (none)
+                for row, value in zip(rows, column.to_pylist()):
+                    if value is not None:
+                        row[".".join(steps)] = value
+        rescued = pa.array([rescued_json(row, f["uri"]) for row in rows], pa.string()) if values \
+            else pa.nulls(table.num_rows, pa.string())
+        return _typed_batch(self.out, self.declared, table, numbers, rescued, f)
 
 
 class _DoesNotConvert(Exception):
     """A value of a pyarrow column does not convert to its column's type as the Fitter would."""
 
 
-def _rescued(rescue, uri: str, table) -> pa.Array:
-    """The rescued column of a scan piece: null, or its one conflicting field's values."""
-    from lake_assets.core.records import rescued_json
+def _misfits(target, seen, ts: dict, steps: list, out: dict) -> None:
+    """Into `out`, {field steps: target type (None: not in `target`)} for the fields of `seen`
+    that typed_fits does not approve for `target`."""
+    from pyspark.sql import types as T
 
-    if rescue is None:
-        return pa.nulls(table.num_rows, pa.string())
-    path, values = rescue
-    return pa.array([rescued_json({path: v}, uri) for v in values.to_pylist()], pa.string())
+    if isinstance(seen, T.NullType):
+        return
+    if isinstance(target, T.StructType) and isinstance(seen, T.StructType):
+        fields = {f.name: f.dataType for f in target.fields}
+        for f in seen.fields:
+            if isinstance(f.dataType, T.NullType):
+                continue
+            if f.name not in fields:
+                out[tuple(steps + [f.name])] = None
+            else:
+                _misfits(fields[f.name], f.dataType, ts, steps + [f.name], out)
+        return
+    if isinstance(target, T.ArrayType) and isinstance(seen, T.ArrayType):
+        _misfits(target.elementType, seen.elementType, ts, steps + ["[]"], out)
+        return
+    if not typed_fits(target, seen, ts, ".".join(steps).replace(".[]", "[]")):
+        out[tuple(steps)] = target
+
+
+def _moved_fields(table, misfits: dict):
+    """(table without the misfit fields, [(steps, their values)]) when each misfit is a field
+    outside arrays holding strings, booleans or integers that the Fitter would rescue whatever
+    their value (an unknown field, or a type that never fits its column), so the values move to
+    the rescued column as they are; else None."""
+    values = []
+    for steps, target in misfits.items():
+        column = None if "[]" in steps else _column_at(table, list(steps))
+        if column is None or not (pa.types.is_string(column.type) or pa.types.is_boolean(column.type)
+                                  or pa.types.is_int64(column.type)) or not _never_fits(target, column.type):
+            return None
+        values.append((steps, column))
+    for steps, _ in values:
+        top = table.column(steps[0]).combine_chunks()
+        table = table.drop_columns([steps[0]])
+        if len(steps) > 1:
+            table = table.append_column(steps[0], _drop_field(top, list(steps[1:])))
+    return table, values
+
+
+def _column_at(table, steps: list[str]):
+    """The values at a field path, null wherever a parent is null; None if there is no such field."""
+    if steps[0] not in table.column_names:
+        return None
+    column = table.column(steps[0]).combine_chunks()
+    for name in steps[1:]:
+        if not pa.types.is_struct(column.type) or column.type.get_field_index(name) < 0:
+            return None
+        column = column.flatten()[column.type.get_field_index(name)]
+    return column
+
+
+def _never_fits(target, arrow_type) -> bool:
+    """Whether records.fit_atomic rejects every value of this pyarrow type (string, boolean or
+    int64) for `target` (None: an unknown field, rescued or ignored whatever its value)."""
+    from pyspark.sql import types as T
+
+    if target is None:
+        return True
+    if pa.types.is_boolean(arrow_type):
+        return not isinstance(target, T.BooleanType)
+    if pa.types.is_string(arrow_type):
+        return not isinstance(target, (T.StringType, T.DateType, T.TimestampType))
+    return isinstance(target, (T.StringType, T.BooleanType, T.DateType, T.TimestampType, T.StructType,
+                               T.ArrayType, T.MapType))
 
 
 def _typed_batch(out: pa.Schema, declared: pa.Schema, table, numbers, rescued: pa.Array, f: dict) -> pa.RecordBatch:
@@ -716,24 +727,52 @@ def _typed_batch(out: pa.Schema, declared: pa.Schema, table, numbers, rescued: p
 
 def _walked_batch(out: pa.Schema, declared: pa.Schema, fitter, walk: list, f: dict) -> pa.RecordBatch:
     """Lines [(number, raw)] walked through the Fitter (malformed ones left out: the quarantine
-    has them), read back by pyarrow in the declared types."""
+    has them), in the declared types: read back by pyarrow's JSON reader, or built value by value
+    where the table has a type that reader cannot build (MAP, ...)."""
     from lake_assets.core.records import Malformed, parse_line, rescued_json
 
-    numbers, bodies, rescued = [], [], []
+    numbers, records, rescued = [], [], []
     for number, raw in walk:
         try:
             clean, rescue, _ = fitter.fit(parse_line(raw))
         except Malformed:
             continue
         numbers.append(number)
-        bodies.append(orjson.dumps(clean))
+        records.append(clean)
         rescued.append(rescued_json(rescue, f["uri"]))
-    table = _arrow_read(b"\n".join(bodies), walk_schema(declared), "error") if bodies else None
-    if table is None and bodies:
-        raise RuntimeError(f"{f['uri']}: pyarrow cannot read the Fitter's records back")
-    if table is None:
-        table = pa.table([pa.nulls(0, field.type) for field in declared], schema=declared)
+    schema = walk_schema(declared)
+    if schema is not None:
+        table = _arrow_read(b"\n".join(orjson.dumps(r) for r in records), schema, "error") if records \
+            else pa.table([pa.nulls(0, field.type) for field in schema], schema=schema)
+        if table is None:
+            raise RuntimeError(f"{f['uri']}: pyarrow cannot read the Fitter's records back")
+    else:
+        row = pa.struct(list(declared))
+        table = pa.Table.from_batches([pa.RecordBatch.from_struct_array(
+            pa.array([_arrow_value(r, row) for r in records], row))], schema=declared)
     return _typed_batch(out, declared, table, np.array(numbers, np.int64), pa.array(rescued, pa.string()), f)
+
+
+def _arrow_value(value, t: pa.DataType):
+    """A Fitter output value as pyarrow takes it for type `t` (timestamps and dates come as text)."""
+    import datetime as dt
+    import decimal
+
+    if value is None:
+        return None
+    if pa.types.is_struct(t):
+        return {field.name: _arrow_value(value.get(field.name), field.type) for field in t}
+    if pa.types.is_list(t):
+        return [_arrow_value(v, t.value_type) for v in value]
+    if pa.types.is_map(t):
+        return [(k, _arrow_value(v, t.item_type)) for k, v in value.items()]
+    if pa.types.is_timestamp(t):
+        return dt.datetime.fromisoformat(value)
+    if pa.types.is_date32(t):
+        return dt.date.fromisoformat(value)
+    if pa.types.is_decimal(t):
+        return decimal.Decimal(str(value))
+    return value
 
 
 def _typed_extra(options: dict) -> list[tuple[str, pa.DataType]]:
@@ -745,7 +784,7 @@ def _typed_extra(options: dict) -> list[tuple[str, pa.DataType]]:
 def walk_schema(declared: pa.Schema) -> pa.Schema | None:
     """The explicit schema pyarrow reads the Fitter's records back with (DATE as its text, which
     _conform converts), or None when a declared type is one pyarrow's JSON reader cannot build
-    (MAP, BINARY, ...): those tables take the engine's from_json."""
+    (MAP, BINARY, ...)."""
     def text(t):
         if pa.types.is_struct(t):
             fields = [pa.field(f.name, text(f.type)) for f in t]
@@ -851,16 +890,16 @@ class ScanSource(DataSource):
         return _ScanReader(self.options)
 
 
-class LinesSource(DataSource):
+class MalformedSource(DataSource):
     @classmethod
     def name(cls):
-        return "lake_lines"
+        return "lake_malformed"
 
     def schema(self):
-        return LINES_SCHEMA
+        return MALFORMED_SCHEMA
 
     def reader(self, schema):
-        return _LinesReader(self.options)
+        return _MalformedReader(self.options)
 
 
 class TypedSource(DataSource):
@@ -892,67 +931,39 @@ def release(files: list[dict]) -> None:
         _PARSED.pop((f["uri"], f.get("etag")))
 
 
-def plan_reads(files: list[dict], scans: dict, target, table=None) -> None:
+def plan_reads(files: list[dict], scans: dict) -> None:
     """Mark each file with its malformed lines (None: more than the scan tracked) and `typed`:
-    whether what pyarrow parsed in the scan goes into the table as is (typed_fits approves it for
-    `target` and for the `table`'s data columns), or the file's lines are walked."""
-    from pyspark.sql import types as T
-
+    whether lake_typed starts from what pyarrow parsed in the scan (it walks the lines that do
+    not fit the table), or walks every line."""
     for f in files:
         scan = scans[f["uri"]]
         f["malformed"] = json.loads(scan["malformed"]) if scan["malformed"] else None
-        detail = json.loads(scan["detail"]) if scan["detail"] else {}
-        seen = T.StructType.fromJson(json.loads(scan["schema"]))
-        ts = detail.get("ts") or {}
-        f["typed"] = (detail.get("engine") == "arrow" and detail.get("conflict_lines") is not None
-                      and typed_fits(target, seen, ts) and typed_fits(table or target, seen, ts))
-
-
-def _lines(spark, files: list[dict], target, rescue_unknown: bool = True, emit: str = "all"):
-    return (spark.read.format("lake_lines").option("files", json.dumps(files)).option("schema", target.json())
-            .option("rescue_unknown", "true" if rescue_unknown else "false").option("emit", emit).load())
+        f["typed"] = json.loads(scan["detail"] or "{}").get("engine") == "arrow"
 
 
 def good_rows(spark, files: list[dict], target, data_schema, rescued_column: str, *, rescue_unknown: bool,
               audit: list):
     """The files' records as bronze rows: data columns of `data_schema`, the rescued column,
-    `_source_file`, `_line`, the `audit` columns, `_landing_date`. All through lake_typed, except
-    when the table has a type pyarrow's JSON reader cannot build (MAP, BINARY, ...): then the files
-    that are not `typed` are walked as JSON text for the engine's from_json."""
+    `_source_file`, `_line`, the `audit` columns, `_landing_date`."""
     from pyspark.sql import functions as F
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    from lake_assets.core.records import TIMESTAMP_FORMAT
 
     declared = declared_schema(data_schema)
-    readable = walk_schema(to_arrow_schema(declared)) is not None
-    typed = [f for f in files if readable or f.get("typed")]
-    text = [f for f in files if f not in typed]
-    out = (spark.read.format("lake_typed").option("files", json.dumps(typed)).option("schema", declared.json())
-           .option("target", target.json()).option("rescue_unknown", "true" if rescue_unknown else "false")
-           .option("rescued_column", rescued_column).load()
-           .select(*[F.col(f.name).cast(f.dataType).alias(f.name) if f.dataType != d.dataType else F.col(f.name)
-                     for f, d in zip(data_schema.fields, declared.fields)],
-                   rescued_column, "_source_file", "_line", *audit, "_landing_date"))
-    if text:
-        out = out.unionByName(
-            _lines(spark, text, target, rescue_unknown).where("corrupt IS NULL")
-            .select(F.from_json("value", data_schema, {"timestampFormat": TIMESTAMP_FORMAT}).alias("r"),
-                    F.col("rescued").alias(rescued_column), "_source_file", "_line", "_landing_date")
-            .select("r.*", rescued_column, "_source_file", "_line", *audit, "_landing_date"))
-    return out
+    return (spark.read.format("lake_typed").option("files", json.dumps(files)).option("schema", declared.json())
+            .option("target", target.json()).option("table", data_schema.json())
+            .option("rescue_unknown", "true" if rescue_unknown else "false")
+            .option("rescued_column", rescued_column).load()
+            .select(*[F.col(f.name).cast(f.dataType).alias(f.name) if f.dataType != d.dataType else F.col(f.name)
+                      for f, d in zip(data_schema.fields, declared.fields)],
+                    rescued_column, "_source_file", "_line", *audit, "_landing_date"))
 
 
-def malformed_rows(spark, files: list[dict], target, audit: list):
+def malformed_rows(spark, files: list[dict], audit: list):
     """The files' malformed lines as quarantine rows."""
-    from pyspark.sql import functions as F
-
-    return (_lines(spark, files, target, emit="malformed").where("corrupt IS NOT NULL")
-            .select("_source_file", "_line", F.col("corrupt").alias("_raw"), F.col("reason").alias("_error"),
-                    *audit, "_landing_date"))
+    return (spark.read.format("lake_malformed").option("files", json.dumps(files)).load()
+            .select("_source_file", "_line", "_raw", "_error", *audit, "_landing_date"))
 
 
 def register_sources(spark) -> None:
     spark.dataSource.register(ScanSource)
-    spark.dataSource.register(LinesSource)
+    spark.dataSource.register(MalformedSource)
     spark.dataSource.register(TypedSource)

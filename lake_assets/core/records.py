@@ -19,9 +19,6 @@ from pyspark.sql import types as T
 
 _INT_RANGES = {T.ByteType: 2**7, T.ShortType: 2**15, T.IntegerType: 2**31, T.LongType: 2**63}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# from_json fails the whole query on a timestamp it cannot parse, so every timestamp is written
-# in this one form (UTC) and parsed with this format.
-TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss.SSSSSS"
 
 
 class Malformed(ValueError):
@@ -175,7 +172,7 @@ def fit_atomic(value, t: T.DataType) -> tuple[bool, object]:
                 ts = ts.astimezone(dt.timezone.utc)
             except OverflowError:  # the UTC instant falls outside years 1..9999
                 return False, value
-            # One canonical UTC form (four-digit year), parsed by from_json with TIMESTAMP_FORMAT.
+            # One canonical UTC form, "YYYY-MM-DD HH:MM:SS.ffffff", which pyarrow reads back.
             return True, ts.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         return False, value
     return False, value
