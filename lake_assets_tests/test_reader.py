@@ -63,6 +63,11 @@ SPLIT = [
     b'{"a":{"b":[{"c":1},{"c":2.5}]}}\n{"a":{"b":[{"c":"x"}]}}\n',              # inside an array
     b'{"a":1,"b":1}\n{"a":"s","b":1}\n{"a":2,"b":"t"}\n{"a":"u","b":"v"}\n',   # two fields (split twice)
     b'{"a":[1],"z":{"q":null}}\n{"a":1}\n{"a":[2],"z":{"q":1}}\n',
+    # the first record lacks fields: a parse of the whole file with the conflicting values made
+    # null gives their order of first appearance
+    b'{"x":null}\n{"a":"s","n":1}\n{"a":2,"m":true}\n{"a":"t"}\n',
+    b'{"d":{"v":1}}\n{"d":{"v":"x","w":2}}\n{"z":1,"d":{"u":3,"v":4}}\n',
+    b'{"k":1}\n{"k":"a \\"q\\" b","late":1}\n{"k":true,"later":2}\n{"k":-1.5e3}\n',
 ]
 # Splits whose lines' types cannot be read off the key's text: parsed line by line instead.
 SPLIT_PARSED = [
@@ -74,7 +79,7 @@ SPLIT_PARSED = [
 SPLIT_FALLBACK = [
     b'{"a":[1,"x"]}\n{"a":[2]}\n',                                         # one record, two types
     b'{"a":1,"b":null}\n{"a":"s","b":"x"}\n{"a":2,"b":1}\n',                # b's first value is in a lost line
-    b'{"x":null}\n{"a":"s","n":1}\n{"a":2,"m":true}\n',                      # the first record lacks fields
+    b'{"a":1,"b":[1]}\n{"b":["x"],"c":1}\n{"a":2,"b":[2]}\n',                  # lacks fields; split inside an array
 ]
 
 
@@ -166,6 +171,24 @@ def test_arrow_scan_equals_python_inferrer_on_random_files():
         same(fast, slow)
         arrow += fast["engine"] == "arrow"
     assert arrow > 100
+
+
+def test_arrow_splits_equal_the_python_inferrer_on_random_conflicting_files():
+    rng = random.Random(9)
+    split = 0
+    for _ in range(300):
+        records = []
+        for _ in range(rng.randrange(2, 8)):
+            rec = {}
+            for key in rng.sample(["a", "b", "c", "n"], rng.randrange(1, 5)):  # optional fields, any order
+                rec[key] = rng.choice([1, 2.5, "s", True, None, 7]) if key != "n" else {
+                    "v": rng.choice([1, "x", None]), "w": rng.choice([None, 3])}
+            records.append(rec)
+        data = b"".join(json.dumps(r).encode() + b"\n" for r in records)
+        fast, slow = both(data)
+        same(fast, slow)
+        split += fast["engine"] == "arrow" and fast["conflicts"] > 0
+    assert split > 100
 
 
 def test_conflict_lines_and_timestamp_shapes():

@@ -287,10 +287,15 @@ def _arrow_lines(data: bytes, get_lines, numbers, quick: bool = True) -> dict | 
         # The key's text names the field only if no other field has that name.
         if guessed and any(sum(p.rsplit("/", 1)[-1] == name for p in paths) != 1 for name in guessed):
             return _arrow_lines(data, get_lines, numbers, quick=False)
-        # Field order is first appearance; parts merged one after another keep it only when the
-        # first record already names every field (else the Python way decides the order).
+        # Field order is first appearance; parts merged one after another keep it when the first
+        # record already names every field, else a parse of the whole file with the conflicting
+        # values blanked gives it (else the Python way decides the order).
         if not paths <= _key_paths(orjson.loads(lines[0]), value=True):
-            return None
+            split = set().union(*(p[3] for p in parts))
+            kind = _in_file_order(kind, lines, numbers, parts, split) if set(guessed or ()) >= {
+                path.rsplit("/", 1)[-1] for path in split} else None
+            if kind is None:
+                return None
     from lake_assets.core.schema import Inferrer
 
     inferrer = Inferrer()
@@ -425,6 +430,38 @@ def _json_types_at(value, steps: list[str]) -> frozenset:
         return frozenset().union(*(_json_types_at(v, rest) for v in value)) if isinstance(value, list) \
             else frozenset()
     return _json_types_at(value.get(head), rest) if isinstance(value, dict) else frozenset()
+
+
+def _in_file_order(kind, lines: list[bytes], numbers, parts: list, split: set):
+    """`kind` with its fields in the order they first appear in the file: pyarrow's order when it
+    reads all lines, the lost parts' conflicting values (fields named once, outside arrays:
+    _types_by_key_text found them) made null; None when that does not parse."""
+    names = "|".join(re.escape(path.rsplit("/", 1)[-1]) for path in split)
+    value = re.compile(rb'("(?:' + names.encode() + rb')"\s*:\s*)(?:"(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*|true|false)')
+    blanked = list(lines)
+    for part in parts[1:]:
+        for i in np.searchsorted(numbers, part[1]).tolist():
+            blanked[i] = value.sub(rb"\1null", blanked[i])
+    table = _arrow_read(b"\n".join(blanked))
+    if table is None or table.num_rows != len(lines):
+        return None
+    try:
+        return _reordered(kind, _arrow_kind(pa.struct(list(table.schema)), 0))
+    except ValueError:
+        return None
+
+
+def _reordered(kind, order):
+    """`kind` with the field order of `order`, which has the same fields (else ValueError)."""
+    if isinstance(kind, dict):
+        if not isinstance(order, dict) or set(kind) != set(order):
+            raise ValueError("different fields")
+        return {k: _reordered(kind[k], order[k]) for k in order}
+    if isinstance(kind, list):
+        if not isinstance(order, list):
+            raise ValueError("different fields")
+        return [_reordered(kind[0], order[0])]
+    return kind
 
 
 def _key_paths(tree, path: str = "", value: bool = False) -> set[str]:
