@@ -124,16 +124,16 @@ class _ScanReader(_Reader):
             if parsed and self.options.get("keep_parsed") == "true":
                 _PARSED.put((f["uri"], f.get("etag")), parsed)
             tracked = r["malformed"] if len(r["malformed"]) <= MAX_TRACKED_MALFORMED else None
-            detail = {"ts": r["ts"], "engine": r["engine"]}
+            detail = {"engine": r["engine"]}
             yield (f["uri"], f.get("etag"), r["records"], json.dumps(tracked), r["schema"].json(),
                    r["conflicts"], None, json.dumps(detail))
 
 
 def scan_bytes(data: bytes, *, use_arrow: bool = True) -> dict:
     """Infer one file's records: {records, malformed (line numbers), schema, conflicts,
-    conflict_lines, ts ({path: shape}), engine, and for engine "arrow" `parsed`, what lake_typed
-    needs}. pyarrow's JSON reader does it when it can prove the result equals the Python
-    Inferrer's; anything unusual falls back to Python."""
+    conflict_lines, engine, and for engine "arrow" `parsed`: what lake_typed needs}. pyarrow's
+    JSON reader does it when it can prove the result equals the Python Inferrer's; anything
+    unusual falls back to Python."""
     if use_arrow:
         result = _arrow_scan(data)
         if result is not None:
@@ -160,9 +160,8 @@ def _python_scan(data: bytes) -> dict:
         records += 1
         if inferrer.conflicts != before:
             conflict_lines.append(number)
-    # (ts: timestamp shapes matter only to typed files, which the arrow scan makes)
     return {"records": records, "malformed": malformed, "schema": inferrer.result(), "conflicts": inferrer.conflicts,
-            "conflict_lines": conflict_lines, "ts": {}, "engine": "python"}
+            "conflict_lines": conflict_lines, "engine": "python"}
 
 
 def _arrow_read(data: bytes, schema: pa.Schema | None = None, unexpected: str = "infer"):
@@ -307,7 +306,7 @@ def _arrow_lines(data: bytes, get_lines, numbers, quick: bool = True) -> dict | 
     for table, part_numbers, _, _ in parts[1:]:
         pieces.append((table, part_numbers, [lines[i] for i in np.searchsorted(numbers, part_numbers).tolist()]))
     return {"records": len(numbers), "malformed": [], "schema": inferrer.result(), "conflicts": len(conflict_lines),
-            "conflict_lines": conflict_lines, "ts": _ts_shapes(parts[0][0]), "engine": "arrow", "parsed": pieces}
+            "conflict_lines": conflict_lines, "engine": "arrow", "parsed": pieces}
 
 
 MAX_SPLITS = 4
@@ -660,7 +659,7 @@ class _TypedReader(_Reader):
         misfits: dict = {}
         for schema in self.schemas:
             _misfits(schema, seen, ts, [], misfits)
-        moved = _moved_fields(table, misfits)
+        moved = _moved_fields(table, misfits, self.rescue_unknown)
         if moved is None:
             if raw is None:
                 raise _DoesNotConvert()
@@ -705,16 +704,18 @@ def _misfits(target, seen, ts: dict, steps: list, out: dict) -> None:
         out[tuple(steps)] = target
 
 
-def _moved_fields(table, misfits: dict):
+def _moved_fields(table, misfits: dict, rescue_unknown: bool):
     """(table without the misfit fields, [(steps, their values)]) when each misfit is a field
-    outside arrays holding strings, booleans or integers that the Fitter would rescue whatever
-    their value (an unknown field, or a type that never fits its column), so the values move to
-    the rescued column as they are; else None."""
+    outside arrays that the Fitter would rescue whatever its value — an unknown field, or a type
+    that never fits its column — holding strings, booleans or integers, so the values move to the
+    rescued column as they are (or an unknown field of any type mode `none` ignores); else None."""
     values = []
     for steps, target in misfits.items():
         column = None if "[]" in steps else _column_at(table, list(steps))
-        if column is None or not (pa.types.is_string(column.type) or pa.types.is_boolean(column.type)
-                                  or pa.types.is_int64(column.type)) or not _never_fits(target, column.type):
+        ignored = target is None and not rescue_unknown
+        if column is None or not ignored and not (
+                (pa.types.is_string(column.type) or pa.types.is_boolean(column.type) or pa.types.is_int64(column.type))
+                and _never_fits(target, column.type)):
             return None
         values.append((steps, column))
     for steps, _ in values:
