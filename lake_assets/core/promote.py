@@ -11,19 +11,18 @@ import orjson
 import pyarrow as pa
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import tables
 from lake_assets.core.bronze import AUDIT_COLUMNS, PARTITION_COLUMN, Layout, bronze_table_schema
+from lake_assets.core.reader import arrow_value, declared_schema
 from lake_assets.core.records import Fitter
 from lake_assets.core.schema import Inferrer, apply_hints, drop_unknown, parse_type
 from lake_assets.core.schema_log import SchemaLog
 
-_MOVED_SCHEMA = T.StructType([
-    T.StructField(PARTITION_COLUMN, T.StringType()), T.StructField("_source_file", T.StringType()),
-    T.StructField("_line", T.LongType()), T.StructField("new_rescued", T.StringType()),
-    T.StructField("value", T.StringType()),
-])
+_MOVED_KEYS = [T.StructField(PARTITION_COLUMN, T.StringType()), T.StructField("_source_file", T.StringType()),
+               T.StructField("_line", T.LongType()), T.StructField("new_rescued", T.StringType())]
 
 
 class PromoteError(ValueError):
@@ -103,12 +102,15 @@ def promote(spark, lake: LakeConfig, source: SourceConfig, path: str, type_ddl: 
     tables.add_columns(spark, layout.bronze, bronze_table_schema(new_schema, rescued), PARTITION_COLUMN,
                        f"promote {path}")
 
-    # 2. Values: fit each rescued value to the type exactly as ingestion would; move those that fit.
+    # 2. Values: fit each rescued value to the type exactly as ingestion would; move those that fit,
+    # typed in Python as lake_typed does (the engine's from_json would round some doubles).
     fitter = Fitter(T.StructType([T.StructField("v", wanted)]))
+    moved_schema = T.StructType(_MOVED_KEYS + [T.StructField("value", declared_schema(wanted))])
+    arrow_schema = to_arrow_schema(moved_schema)
 
     def move(batches):
         for batch in batches:
-            out = {f.name: [] for f in _MOVED_SCHEMA.fields}
+            out = {f.name: [] for f in moved_schema.fields}
             for row in batch.to_pylist():
                 doc = orjson.loads(row[rescued])
                 if path not in doc:
@@ -120,14 +122,13 @@ def promote(spark, lake: LakeConfig, source: SourceConfig, path: str, type_ddl: 
                 remaining = {k: v for k, v in doc.items() if k != "_file_path"}
                 for name, value in ((PARTITION_COLUMN, row[PARTITION_COLUMN]), ("_source_file", row["_source_file"]),
                                     ("_line", row["_line"]), ("new_rescued", orjson.dumps(doc).decode() if remaining else None),
-                                    ("value", orjson.dumps(clean).decode())):
+                                    ("value", arrow_value(clean.get("v"), arrow_schema.field("value").type))):
                     out[name].append(value)
-            yield pa.RecordBatch.from_pydict(out, schema=pa.schema([(f.name, pa.int64() if f.name == "_line" else pa.string())
-                                                                   for f in _MOVED_SCHEMA.fields]))
+            yield pa.RecordBatch.from_pydict(out, schema=arrow_schema)
 
     keys = [PARTITION_COLUMN, "_source_file", "_line"]
-    moved = candidates.select(rescued, *keys).mapInArrow(move, _MOVED_SCHEMA)
-    value = F.from_json("value", T.StructType([T.StructField("v", wanted)]))["v"]
+    moved = candidates.select(rescued, *keys).mapInArrow(move, moved_schema)
+    value = F.col("value").cast(wanted)
     table = tables.read(spark, layout.bronze)
     updated = table.join(moved, keys).withColumn(rescued, F.col("new_rescued"))
     column = value if len(parts) == 1 else F.col(parts[0]).withField(".".join(parts[1:]), value)

@@ -787,23 +787,23 @@ def _walked_batch(out: pa.Schema, declared: pa.Schema, fitter, walk: list, f: di
     else:
         row = pa.struct(list(declared))
         table = pa.Table.from_batches([pa.RecordBatch.from_struct_array(
-            pa.array([_arrow_value(r, row) for r in records], row))], schema=declared)
+            pa.array([arrow_value(r, row) for r in records], row))], schema=declared)
     return _typed_batch(out, declared, table, np.array(numbers, np.int64), pa.array(rescued, pa.string()), f)
 
 
-def _arrow_value(value, t: pa.DataType):
-    """A Fitter output value as pyarrow takes it for type `t` (timestamps and dates come as text)."""
+def arrow_value(value, t: pa.DataType):
+    """A Fitter output value as pyarrow takes it for type `t` (its timestamps and dates are text)."""
     import datetime as dt
     import decimal
 
     if value is None:
         return None
     if pa.types.is_struct(t):
-        return {field.name: _arrow_value(value.get(field.name), field.type) for field in t}
+        return {field.name: arrow_value(value.get(field.name), field.type) for field in t}
     if pa.types.is_list(t):
-        return [_arrow_value(v, t.value_type) for v in value]
+        return [arrow_value(v, t.value_type) for v in value]
     if pa.types.is_map(t):
-        return [(k, _arrow_value(v, t.item_type)) for k, v in value.items()]
+        return [(k, arrow_value(v, t.item_type)) for k, v in value.items()]
     if pa.types.is_timestamp(t):
         return dt.datetime.fromisoformat(value)
     if pa.types.is_date32(t):
