@@ -7,15 +7,16 @@ Generates about N MB of drifting device telemetry (lake_assets.demo.data.generat
 `signals[].unit`), then files where `device.fw.minor` is sometimes a string (type conflicts, so
 the rescue path runs) — and loads it into Delta three ways in one process:
 
-  plain   spark.read.json(files) -> Delta append            (the ceiling: no rescue, no lineage;
+  plain   spark.read.json(files) -> Delta append            (the baseline: no rescue, no lineage;
                                                               it reads a clean twin of the files, as
                                                               it fails on any type conflict)
   bronze  lake_assets.core.bronze.ingest(...)                (ours: full-batch inference, rescue,
                                                               _source_file/_line, ledger, schema log)
   text    spark.read.text -> from_json(bronze schema) -> Delta   (optional, --no-text skips it)
 
-Prints MB/s for each, the bronze/plain ratio (the target is >= 0.40), the peak RSS of each phase,
-and where bronze spends its time: the phases between ingest's checkpoints, and the Python time
+Each path runs --repeat times, interleaved (plain, bronze, text, plain, …), each into a fresh
+table. Prints the median MB/s of each, the bronze/plain ratio (the target is >= 0.40), the peak
+RSS of each path, and where bronze spends its time: the phases between ingest's checkpoints, and the Python time
 inside the passes over the files (lake_scan parses and infers; lake_typed hands the scan's
 pyarrow tables to the engine, walking through the Fitter only what does not fit; lake_malformed
 reads malformed lines for the quarantine), which the embedded engine runs in this process under
@@ -238,21 +239,29 @@ def run_text(spark, files: list[str], schema, out: str) -> int:
     return spark.read.format("delta").load(out).count()
 
 
-def timed(label: str, fn, nbytes: int, results: dict, repeat: int = 1):
-    """Run fn(i) `repeat` times (each into a fresh output); report the median time."""
-    reset_peak()
-    runs = []
+def measure(paths: dict, nbytes: int, results: dict, repeat: int) -> dict:
+    """Run each path fn(i) `repeat` times, each into a fresh output, interleaved (round i runs every
+    path once), so that warm-up and machine drift fall on all paths alike; report the medians.
+    Returns each path's last value."""
+    runs: dict = {label: [] for label in paths}
+    peaks: dict = {label: 0 for label in paths}
+    values: dict = {}
     for i in range(repeat):
-        start = time.perf_counter()
-        value = fn(i)
-        runs.append(time.perf_counter() - start)
-    seconds = sorted(runs)[len(runs) // 2]
-    results[label] = {"seconds": seconds, "runs": runs, "mb_s": nbytes / MB / seconds, "peak_rss": peak_rss()}
-    shown = f"{value} rows" if isinstance(value, int) else str(value)
-    spread = f", median of {', '.join(f'{r:.2f}' for r in runs)}" if repeat > 1 else ""
-    print(f"  {label:<7} {seconds:7.2f} s  {nbytes / MB / seconds:7.1f} MB/s  peak RSS {gib(peak_rss())}"
-          f"  ({shown}{spread})", flush=True)
-    return value
+        for label, fn in paths.items():
+            reset_peak()
+            start = time.perf_counter()
+            values[label] = fn(i)
+            runs[label].append(time.perf_counter() - start)
+            peaks[label] = max(peaks[label], peak_rss())
+    for label, times in runs.items():
+        seconds = sorted(times)[len(times) // 2]
+        results[label] = {"seconds": seconds, "runs": times, "mb_s": nbytes / MB / seconds, "peak_rss": peaks[label]}
+        value = values[label]
+        shown = f"{value} rows" if isinstance(value, int) else str(value)
+        spread = f", median of {', '.join(f'{r:.2f}' for r in times)}" if repeat > 1 else ""
+        print(f"  {label:<7} {seconds:7.2f} s  {nbytes / MB / seconds:7.1f} MB/s  peak RSS {gib(peaks[label])}"
+              f"  ({shown}{spread})", flush=True)
+    return values
 
 
 # ---------------------------------------------------------------- profile one file
@@ -327,21 +336,22 @@ def main(argv=None) -> int:
         print(f"engine: embedded Sail, {cores} cores; peak RSS before the runs {gib(peak_rss())}", flush=True)
 
         results: dict = {"mb": nbytes / MB, "files": len(files), "cores": cores}
-        plain_rows = timed("plain", lambda i: run_plain(spark, clean_files, str(out / f"plain{i}")), nbytes,
-                           results, args.repeat)
-        result, table = timed("bronze", lambda i: run_bronze(spark, str(landing), str(out / f"warehouse{i}"),
-                                                                timeline, args.hints),
-                              nbytes, results, args.repeat)
-        bronze_rows = result.records
-        results["bronze"].update(records=result.records, rescued=result.rescued, malformed=result.malformed)
-        if not args.no_text:
-            from lake_assets.core.bronze import AUDIT_COLUMNS
+        from lake_assets.core.bronze import AUDIT_COLUMNS, Layout
 
-            full = spark.read.format("delta").load(table).schema
+        def text(i: int) -> int:  # into bronze's data schema, as the first bronze run made it
+            full = spark.read.format("delta").load(Layout(str(out / "warehouse0"), "telemetry").bronze).schema
             data_schema = type(full)([f for f in full.fields if f.name not in AUDIT_COLUMNS
                                       and f.name != "_rescued_data"])
-            timed("text", lambda i: run_text(spark, files, data_schema, str(out / f"text{i}")), nbytes, results,
-                  args.repeat)
+            return run_text(spark, files, data_schema, str(out / f"text{i}"))
+
+        paths = {"plain": lambda i: run_plain(spark, clean_files, str(out / f"plain{i}")),
+                 "bronze": lambda i: run_bronze(spark, str(landing), str(out / f"warehouse{i}"), timeline, args.hints)}
+        if not args.no_text:
+            paths["text"] = text
+        values = measure(paths, nbytes, results, args.repeat)
+        plain_rows, (result, table) = values["plain"], values["bronze"]
+        bronze_rows = result.records
+        results["bronze"].update(records=result.records, rescued=result.rescued, malformed=result.malformed)
         if plain_rows != bronze_rows:
             print(f"  NOTE: plain wrote {plain_rows} rows, bronze {bronze_rows}")
 

@@ -719,18 +719,23 @@ def _moved_fields(table, misfits: dict, rescue_unknown: bool):
             return None
         values.append((steps, column))
     for steps, _ in values:
-        top = table.column(steps[0]).combine_chunks()
+        top = _array(table.column(steps[0]))
         table = table.drop_columns([steps[0]])
         if len(steps) > 1:
             table = table.append_column(steps[0], _drop_field(top, list(steps[1:])))
     return table, values
 
 
+def _array(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array, without copying the usual single chunk (combine_chunks copies)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 def _column_at(table, steps: list[str]):
     """The values at a field path, null wherever a parent is null; None if there is no such field."""
     if steps[0] not in table.column_names:
         return None
-    column = table.column(steps[0]).combine_chunks()
+    column = _array(table.column(steps[0]))
     for name in steps[1:]:
         if not pa.types.is_struct(column.type) or column.type.get_field_index(name) < 0:
             return None
@@ -755,7 +760,7 @@ def _never_fits(target, arrow_type) -> bool:
 
 def _typed_batch(out: pa.Schema, declared: pa.Schema, table, numbers, rescued: pa.Array, f: dict) -> pa.RecordBatch:
     n = table.num_rows
-    columns = [_conform(table.column(field.name).combine_chunks(), field.type)
+    columns = [_conform(_array(table.column(field.name)), field.type)
                if field.name in table.column_names else pa.nulls(n, field.type) for field in declared]
     repeat = pa.array(np.zeros(n, np.int64))
     columns += [rescued, pa.array([f["uri"]]).take(repeat), pa.array(numbers, pa.int64()),
