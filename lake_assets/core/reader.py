@@ -25,7 +25,6 @@ SCAN_SCHEMA = ("uri string, etag string, records bigint, malformed string, schem
                "conflicts bigint, error string, detail string")
 MALFORMED_SCHEMA = "_source_file string, _line bigint, _raw string, _error string, _landing_date string"
 MAX_TRACKED_MALFORMED = 1000
-BATCH_ROWS = 65_536  # rows per batch lake_typed hands the engine (slices: no copy)
 
 # Timestamp strings in one exact shape that pyarrow's cast reads to the same instant as
 # records.fit_atomic does: a hinted TIMESTAMP field holding only such strings goes typed.
@@ -645,7 +644,8 @@ class _TypedReader(_Reader):
                     batches = [_walked_batch(self.out, self.declared, self.fitter, walk, f)]
             except StorageError:
                 continue  # changed or deleted since the scan: bronze finds the file short
-            yield from (b.slice(i, BATCH_ROWS) for b in batches for i in range(0, b.num_rows, BATCH_ROWS))
+            # whole batches: Sail panics importing a slice of nested columns (and commits what it had)
+            yield from (b for b in batches if b.num_rows)
 
     def _piece(self, table, numbers, raw, f: dict) -> pa.RecordBatch:
         """One part of a typed file: conformed, its misfit fields rescued; or walked."""
