@@ -24,6 +24,15 @@ def _prepare_environment() -> None:
     if os.environ.get("AWS_ENDPOINT_URL", "").startswith("http://"):
         os.environ.setdefault("AWS_ALLOW_HTTP", "true")
     os.environ.setdefault("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    # The reader's Python data sources run in this process. pyarrow's default pool (mimalloc)
+    # hands their memory back to the OS so soon that every batch faults it in again; jemalloc
+    # keeps it (measured: bronze 5-10 % faster, steadier, and a smaller peak RSS).
+    import pyarrow as pa
+
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except NotImplementedError:
+        pass
 
 
 def _embedded_url() -> str:
