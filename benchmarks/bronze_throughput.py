@@ -271,11 +271,11 @@ def profile_passes(path: str, schema_json: str, top: int) -> None:
     lake_typed from the scan's parse, and lake_typed walking every line through the Fitter."""
     from pyspark.sql import types as T
 
-    from lake_assets.core import reader
+    from lake_assets.core import reader, typed_rows
 
     size = os.path.getsize(path)
     info = {"uri": path, "size": size, "day": DAY.isoformat(), "malformed": []}
-    declared = reader.declared_schema(T.StructType.fromJson(json.loads(schema_json))).json()
+    declared = typed_rows.declared_schema(T.StructType.fromJson(json.loads(schema_json))).json()
     typed_options = {"schema": declared, "target": schema_json, "rescued_column": "_rescued_data"}
     for name, cls, options in (
         ("scan", reader._ScanReader, {"files": json.dumps([info]), "keep_parsed": "true"}),
@@ -382,8 +382,6 @@ def main(argv=None) -> int:
 
         if args.profile:
             schema = spark.read.format("delta").load(table).schema
-            from lake_assets.core.bronze import AUDIT_COLUMNS
-
             target = type(schema)([f for f in schema.fields if f.name not in AUDIT_COLUMNS
                                    and f.name != "_rescued_data"])
             profile_passes(files[-1], target.json(), 12)

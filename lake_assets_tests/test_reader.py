@@ -10,13 +10,13 @@ import random
 
 import pytest
 
-from lake_assets.core import reader
+from lake_assets.core import pyarrow_scan, reader, typed_rows
 from lake_assets.engine import spark_session
 from lake_assets_tests.test_evolution_modes import Lake
 
 
 def both(data: bytes):
-    fast, slow = reader.scan_bytes(data), reader.scan_bytes(data, use_arrow=False)
+    fast, slow = pyarrow_scan.scan_bytes(data), pyarrow_scan.scan_bytes(data, use_arrow=False)
     return fast, slow
 
 
@@ -93,8 +93,8 @@ def test_arrow_scan_splits_type_conflicts_like_the_python_inferrer(data):
 @pytest.mark.parametrize("data", SPLIT_PARSED)
 def test_splits_fall_back_to_parsing_each_line_where_the_key_text_is_not_exact(data, monkeypatch):
     parsed = []
-    original = reader._json_types_at
-    monkeypatch.setattr(reader, "_json_types_at", lambda *a: parsed.append(1) or original(*a))
+    original = pyarrow_scan._json_types_at
+    monkeypatch.setattr(pyarrow_scan, "_json_types_at", lambda *a: parsed.append(1) or original(*a))
     fast, slow = both(data)
     assert fast["engine"] == "arrow" and parsed
     same(fast, slow)
@@ -103,9 +103,9 @@ def test_splits_fall_back_to_parsing_each_line_where_the_key_text_is_not_exact(d
 def test_key_text_gives_each_lines_json_type():
     lines = [b'{"a":{"k" : "x"}}', b'{"a":{"k":-1}}', b'{"a":{"k":true}}', b'{"a":{"k":{"z":1}}}',
              b'{"a":{"k":[1]}}', b'{"a":{"k":null}}', b'{"a":{}}', b'{"b":"\\"k\\":1"}']
-    got = reader._types_by_key_text(lines, "k")
+    got = pyarrow_scan.types_by_key_text(lines, "k")
     assert got == [frozenset([t]) for t in ("string", "number", "boolean", "object", "array")] + [frozenset()] * 3
-    assert reader._types_by_key_text([b'{"k":1,"k":"x"}'], "k") is None  # twice in one line
+    assert pyarrow_scan.types_by_key_text([b'{"k":1,"k":"x"}'], "k") is None  # twice in one line
 
 
 @pytest.mark.parametrize("data", SPLIT_FALLBACK)
@@ -195,11 +195,11 @@ def test_conflict_lines_and_timestamp_shapes():
     lines = [{"t": "2026-11-18T08:15:02.123Z", "m": 1}, {"t": "2026-11-18T08:15:03.000Z", "m": "x"},
              {"t": "2026-11-18T08:15:04.999Z", "m": 2}]
     data = b"".join(json.dumps(x).encode() + b"\n" for x in lines)
-    for r, engine in ((reader.scan_bytes(data), "arrow"), (reader.scan_bytes(data, use_arrow=False), "python")):
+    for r, engine in ((pyarrow_scan.scan_bytes(data), "arrow"), (pyarrow_scan.scan_bytes(data, use_arrow=False), "python")):
         assert r["engine"] == engine and r["conflict_lines"] == [2]
 
     def shapes(body: bytes, part: int = 0) -> dict:  # of one part of the arrow scan
-        return reader._ts_shapes(reader.scan_bytes(body)["parsed"][part][0])
+        return pyarrow_scan.ts_shapes(pyarrow_scan.scan_bytes(body)["parsed"][part][0])
 
     assert shapes(data) == shapes(data, 1) == {"t": "iso_ms_z"}
     assert shapes(b'{"t":"2026-02-30T08:15:02.123Z"}\n') == {}  # no such day
@@ -269,20 +269,20 @@ def _ingest_fast_and_slow(spark, tmp_path, monkeypatch, hints, write=None, mode=
     fast = Lake(tmp_path / "fast", mode=mode, hints=hints)
     write(fast)
     walked: dict = {}
-    original = reader._walked_batch
+    original = typed_rows.walked_batch
 
     def spy(out, declared, fitter, lines, f):
         walked.setdefault(f["uri"].rsplit("/", 1)[-1], []).extend(n for n, _ in lines)
         return original(out, declared, fitter, lines, f)
 
-    monkeypatch.setattr(reader, "_walked_batch", spy)
+    monkeypatch.setattr(typed_rows, "walked_batch", spy)
     r_fast = [fast.ingest(spark, day) for day in days]  # one batch per day
     assert not reader._PARSED.items  # what the scan kept is gone, taken by lake_typed or released
-    monkeypatch.setattr(reader, "_walked_batch", original)
+    monkeypatch.setattr(typed_rows, "walked_batch", original)
 
     slow = Lake(tmp_path / "slow", mode=mode, hints=hints)
     write(slow)
-    monkeypatch.setattr(reader, "_arrow_scan", lambda data: None)  # the Python scan: nothing typed
+    monkeypatch.setattr(pyarrow_scan, "arrow_scan", lambda data: None)  # the Python scan: nothing typed
     r_slow = [slow.ingest(spark, day) for day in days]
     assert [(r.records, r.rescued, r.malformed) for r in r_fast] == [(r.records, r.rescued, r.malformed) for r in r_slow]
     assert fast.schema(spark) == slow.schema(spark)
@@ -352,15 +352,15 @@ def test_conform_fills_missing_fields_widens_and_keeps_nulls_at_every_level():
     lines = [{"a": 1, "s": {"x": 1}, "l": [{"v": 2}, None], "t": "2026-01-02T03:04:05.678Z"},
              {"a": 2**53 + 1, "s": None, "l": None, "t": None},
              {"a": None, "s": {"x": None}, "l": [], "t": "2026-12-31T23:59:59.999Z"}]
-    table = reader._arrow_read(b"".join(json.dumps(x).encode() + b"\n" for x in lines))
+    table = pyarrow_scan.arrow_read(b"".join(json.dumps(x).encode() + b"\n" for x in lines))
     target = T.StructType([
         T.StructField("a", T.DoubleType()),
         T.StructField("s", T.StructType([T.StructField("x", T.LongType()), T.StructField("y", T.StringType())])),
         T.StructField("l", T.ArrayType(T.StructType([T.StructField("v", T.DoubleType()),
                                                      T.StructField("w", T.BooleanType())]))),
         T.StructField("t", T.TimestampType()), T.StructField("m", T.MapType(T.StringType(), T.StringType()))])
-    declared = to_arrow_schema(reader.declared_schema(target))
-    out = pa.table([reader._conform(table.column(f.name).combine_chunks(), f.type) if f.name in table.column_names
+    declared = to_arrow_schema(typed_rows.declared_schema(target))
+    out = pa.table([typed_rows.conform(table.column(f.name).combine_chunks(), f.type) if f.name in table.column_names
                     else pa.nulls(3, f.type) for f in declared], schema=declared)
     assert out.to_pylist() == [
         {"a": 1.0, "s": {"x": 1, "y": None}, "l": [{"v": 2.0, "w": None}, None],
@@ -369,18 +369,18 @@ def test_conform_fills_missing_fields_widens_and_keeps_nulls_at_every_level():
         {"a": None, "s": {"x": None, "y": None}, "l": [], "t": dt.datetime(2026, 12, 31, 23, 59, 59, 999000),
          "m": None}]
     ts = {"t": "iso_ms_z"}
-    assert reader.typed_fits(target, T.StructType([T.StructField("t", T.StringType())]), ts)
-    assert not reader.typed_fits(target, T.StructType([T.StructField("t", T.StringType())]), {})
+    assert typed_rows.typed_fits(target, T.StructType([T.StructField("t", T.StringType())]), ts)
+    assert not typed_rows.typed_fits(target, T.StructType([T.StructField("t", T.StringType())]), {})
     # checked value by value: what the Fitter would rescue makes the file walk instead
-    assert reader.typed_fits(T.StructType([T.StructField("a", T.IntegerType())]),
+    assert typed_rows.typed_fits(T.StructType([T.StructField("a", T.IntegerType())]),
                              T.StructType([T.StructField("a", T.LongType())]), {})
-    assert reader._conform(pa.array([1, -2**31]), pa.int32()).to_pylist() == [1, -2**31]
-    assert reader._conform(pa.array(["2026-02-28", None]), pa.date32()).to_pylist() == [dt.date(2026, 2, 28), None]
-    assert reader._conform(pa.array([1.5, -3]), pa.float32()).to_pylist() == [1.5, -3.0]
+    assert typed_rows.conform(pa.array([1, -2**31]), pa.int32()).to_pylist() == [1, -2**31]
+    assert typed_rows.conform(pa.array(["2026-02-28", None]), pa.date32()).to_pylist() == [dt.date(2026, 2, 28), None]
+    assert typed_rows.conform(pa.array([1.5, -3]), pa.float32()).to_pylist() == [1.5, -3.0]
     for values, t in (([2**31], pa.int32()), (["2026-02-30"], pa.date32()), (["2026-2-03"], pa.date32()),
                       (["0000-01-01"], pa.date32()), ([1e39], pa.float32())):
-        with pytest.raises(reader._DoesNotConvert):
-            reader._conform(pa.array(values), t)
+        with pytest.raises(typed_rows.DoesNotConvert):
+            typed_rows.conform(pa.array(values), t)
 
 
 def test_a_value_that_does_not_convert_sends_its_file_to_the_walk(spark, tmp_path, monkeypatch):
@@ -390,7 +390,7 @@ def test_a_value_that_does_not_convert_sends_its_file_to_the_walk(spark, tmp_pat
     lake.write(1, "ok.json", [{"n": 1, "d": "2026-01-02", "v": 0.1}, {"n": -5, "d": None, "v": 2}])
     big = lake.write(1, "big.json", [{"n": 2**31, "d": "2026-01-03", "v": 1.5}, {"n": 7, "d": "2026-02-30", "v": 3}])
     typed, walked = [], []
-    plan, walk = reader.plan_reads, reader._walked_batch
+    plan, walk = reader.plan_reads, typed_rows.walked_batch
 
     def spy_plan(files, *args):
         plan(files, *args)
@@ -401,7 +401,7 @@ def test_a_value_that_does_not_convert_sends_its_file_to_the_walk(spark, tmp_pat
         return walk(out, declared, fitter, lines, f)
 
     monkeypatch.setattr(reader, "plan_reads", spy_plan)
-    monkeypatch.setattr(reader, "_walked_batch", spy_walk)
+    monkeypatch.setattr(typed_rows, "walked_batch", spy_walk)
     r = lake.ingest(spark, 1)
     assert sorted(typed) == ["big.json", "ok.json"] and sorted(walked) == [("big.json", 1), ("big.json", 2)]
     assert (r.records, r.rescued) == (4, 2)

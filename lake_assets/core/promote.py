@@ -16,7 +16,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import tables
 from lake_assets.core.bronze import AUDIT_COLUMNS, PARTITION_COLUMN, Layout, bronze_table_schema
-from lake_assets.core.reader import arrow_value, declared_schema
+from lake_assets.core.typed_rows import arrow_value, declared_schema
 from lake_assets.core.records import Fitter
 from lake_assets.core.schema import Inferrer, apply_hints, drop_unknown, parse_type
 from lake_assets.core.schema_log import SchemaLog

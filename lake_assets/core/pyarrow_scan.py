@@ -1,0 +1,461 @@
+"""One landing file's records inferred (schema, record count, malformed lines, type conflicts):
+by pyarrow's JSON reader where the result provably equals the Python Inferrer's (schema.Inferrer:
+first seen wins), else line by line in Python. Pure functions over bytes; no Spark, no storage.
+
+Malformed lines are left out before pyarrow reads the rest. A file whose fields conflict in type
+is split by the JSON type of the field pyarrow names, and each part read alone. `parsed` in the
+result is what lake_typed (reader.py) turns into bronze rows."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+MAX_TRACKED_MALFORMED = 1000
+
+# Timestamp strings in one exact shape that pyarrow's cast reads to the same instant as
+# records.fit_atomic does: a hinted TIMESTAMP field holding only such strings goes typed.
+# shape -> RE2 pattern over the whole value
+TS_SHAPES = {
+    "iso_ms_z": r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+                r"\.[0-9]{3}Z$",
+}
+
+
+def scan_bytes(data: bytes, *, use_arrow: bool = True) -> dict:
+    """Infer one file's records: {records, malformed (line numbers), schema, conflicts,
+    conflict_lines, engine, and for engine "arrow" `parsed`: what lake_typed needs}. pyarrow's
+    JSON reader does it when it can prove the result equals the Python Inferrer's; anything
+    unusual falls back to Python."""
+    if use_arrow:
+        result = arrow_scan(data)
+        if result is not None:
+            return result
+    return _python_scan(data)
+
+
+def _python_scan(data: bytes) -> dict:
+    from lake_assets.core.records import Malformed, parse_line
+    from lake_assets.core.schema import Inferrer
+
+    lines = data.split(b"\n")
+    inferrer, malformed, records, conflict_lines = Inferrer(), [], 0, []
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            record = parse_line(raw)
+        except Malformed:
+            malformed.append(number)
+            continue
+        before = inferrer.conflicts
+        inferrer.absorb(record)
+        records += 1
+        if inferrer.conflicts != before:
+            conflict_lines.append(number)
+    return {"records": records, "malformed": malformed, "schema": inferrer.result(), "conflicts": inferrer.conflicts,
+            "conflict_lines": conflict_lines, "engine": "python"}
+
+
+def arrow_read(data: bytes, schema: pa.Schema | None = None, unexpected: str = "infer"):
+    table, _ = _arrow_try(data, schema, unexpected)
+    return table
+
+
+def _arrow_try(data: bytes, schema: pa.Schema | None = None, unexpected: str = "infer"):
+    """(pyarrow's table of NDJSON `data`, None), or (None, why it cannot read it). `schema` types
+    the fields it names; `unexpected` ("infer" / "error") says what happens to the others."""
+    import pyarrow.json as pj
+
+    if len(data) + 1 >= 2**31:
+        return None, "too large"
+    parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior=unexpected) if schema else None
+    try:
+        return pj.read_json(pa.BufferReader(data), parse_options=parse,
+                            read_options=pj.ReadOptions(block_size=max(len(data) + 1, 1 << 16),
+                                                        use_threads=False)), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowIndexError,
+            OverflowError) as exc:
+        return None, str(exc)
+
+
+def _strings_for_timestamps(t: pa.DataType) -> pa.DataType:
+    """`t` with the timestamps arrow inferred from strings typed string again (their text is the value)."""
+    if pa.types.is_timestamp(t):
+        return pa.string()
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _strings_for_timestamps(f.type)) for f in t])
+    if pa.types.is_list(t):
+        return pa.list_(_strings_for_timestamps(t.value_type))
+    return t
+
+
+def _line_bounds(data: bytes):
+    """(start, end) byte offsets of each line of data.split(b"\n"), end excluding a trailing \r."""
+    buf = np.frombuffer(data, np.uint8)
+    nl = np.flatnonzero(buf == 10)
+    starts = np.concatenate(([0], nl + 1)).astype(np.int64)
+    ends = np.concatenate((nl, [len(buf)])).astype(np.int64)
+    if len(buf):
+        last = np.clip(ends - 1, 0, len(buf) - 1)
+        ends = ends - ((ends > starts) & (buf[last] == 13))
+    return buf, starts, ends
+
+
+def arrow_scan(data: bytes) -> dict | None:
+    """scan_bytes by pyarrow, or None when the result might differ from the Python Inferrer's.
+    Malformed lines (what parse_line rejects) are found line by line only when the file is not
+    plainly one JSON object per line; pyarrow then reads the other lines."""
+    if not data:
+        return None
+    buf, starts, ends = _line_bounds(data)
+    good = ends != starts
+    s, e = starts[good], ends[good]
+    numbers = np.flatnonzero(good) + 1
+    # Every non-blank line `{...}` exactly: then no value spans lines, and with as many rows as
+    # lines, each line is one JSON object (what parse_line accepts).
+    if _valid_utf8(data) and np.all(buf[s] == 123) and np.all(buf[e - 1] == 125):
+        result = _arrow_lines(data, lambda: [data[a:b] for a, b in zip(s.tolist(), e.tolist())], numbers)
+        if result is not None:
+            return result
+    from lake_assets.core.records import Malformed, parse_line
+
+    kept, kept_numbers, malformed = [], [], []
+    for number, raw in zip(numbers.tolist(), (data[a:b] for a, b in zip(s.tolist(), e.tolist()))):
+        if not raw.strip():
+            continue  # blank
+        try:
+            parse_line(raw)
+        except Malformed:
+            malformed.append(number)
+            continue
+        kept.append(raw)
+        kept_numbers.append(number)
+    if len(kept) == len(numbers) or len(malformed) > MAX_TRACKED_MALFORMED:
+        return None  # nothing to leave out: what stopped pyarrow was something else
+    result = _arrow_lines(b"\n".join(kept), lambda: kept, np.array(kept_numbers, np.int64)) if kept else None
+    if result is not None:
+        result["malformed"] = malformed
+    return result
+
+
+def _valid_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")  # orjson rejects invalid UTF-8; arrow does not check it
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _arrow_lines(data: bytes, get_lines, numbers, quick: bool = True) -> dict | None:
+    """arrow_scan of `data`, whose non-blank lines (get_lines()) are JSON objects numbered
+    `numbers`. A file whose fields conflict in type is split by the conflicting field's JSON type
+    (pyarrow names the field) and each part parsed alone: the part holding the first value wins,
+    the other parts' lines are the conflict lines, as for the Inferrer (first seen wins). `quick`
+    reads each line's JSON type off the key's text where that is exact, instead of parsing it."""
+    if not len(numbers):
+        return None
+    table, error = _arrow_try(data)
+    lines: list[bytes] = []
+    guessed: list[str] | None = [] if quick else None  # field names whose split was read off the text
+    if table is not None:
+        parts = _part(data, table, numbers, frozenset())
+    else:
+        lines = get_lines()
+        parts = _split(lines, numbers, error, frozenset(), 0, guessed)
+    if parts is None:
+        return _arrow_lines(data, get_lines, numbers, quick=False) if guessed else None
+    parts.sort(key=lambda p: p[1][0])
+    if parts[0][3]:
+        return None
+    kind = parts[0][2]
+    for _, _, part_kind, allowed in parts[1:]:
+        conflicts: list[str] = []
+        kind = _merge_kinds(kind, part_kind, "", conflicts)
+        if not set(conflicts) <= allowed or bool(conflicts) != bool(allowed):
+            return None  # a conflict no split explains: its first value may lie elsewhere
+    if len(parts) > 1:
+        paths = _key_paths(kind)
+        # The key's text names the field only if no other field has that name.
+        if guessed and any(sum(p.rsplit("/", 1)[-1] == name for p in paths) != 1 for name in guessed):
+            return _arrow_lines(data, get_lines, numbers, quick=False)
+        # Field order is first appearance; parts merged one after another keep it when the first
+        # record already names every field, else a parse of the whole file with the conflicting
+        # values blanked gives it (else the Python way decides the order).
+        if not paths <= _key_paths(orjson.loads(lines[0]), value=True):
+            split = set().union(*(p[3] for p in parts))
+            kind = _in_file_order(kind, lines, numbers, parts, split) if set(guessed or ()) >= {
+                path.rsplit("/", 1)[-1] for path in split} else None
+            if kind is None:
+                return None
+    from lake_assets.core.schema import Inferrer
+
+    inferrer = Inferrer()
+    inferrer.kind = kind
+    conflict_lines = sorted(np.concatenate([p[1] for p in parts[1:]]).tolist()) if len(parts) > 1 else []
+    # For lake_typed: each part's table and line numbers, and the lost parts' lines (walked when
+    # their rows do not fit the table; the first part's rows make the file's schema).
+    pieces = [(parts[0][0], parts[0][1], None)]
+    for table, part_numbers, _, _ in parts[1:]:
+        pieces.append((table, part_numbers, [lines[i] for i in np.searchsorted(numbers, part_numbers).tolist()]))
+    return {"records": len(numbers), "malformed": [], "schema": inferrer.result(), "conflicts": len(conflict_lines),
+            "conflict_lines": conflict_lines, "engine": "arrow", "parsed": pieces}
+
+
+MAX_SPLITS = 4
+
+_CHANGED = re.compile(r"Column\((/.*)\) changed from \w+ to \w+")
+
+
+def _part(data: bytes, table, numbers, allowed: frozenset) -> list | None:
+    """[(table, line numbers, kind, conflict paths allowed)] for lines pyarrow read in one go."""
+    if table.num_rows != len(numbers):
+        return None
+    kind = arrow_kind(pa.struct(list(table.schema)), 0)
+    if kind is NOT_INFERRED or any(_not_finite(column) for column in table.columns):
+        return None  # pyarrow (RapidJSON) reads NaN and Infinity; orjson rejects them (malformed)
+    as_text = pa.schema([pa.field(f.name, _strings_for_timestamps(f.type)) for f in table.schema])
+    if as_text != table.schema:
+        table = arrow_read(data, as_text)
+        if table is None or table.num_rows != len(numbers):
+            return None
+    return [(table, numbers, kind, allowed)]
+
+
+def _not_finite(arr) -> bool:
+    """Whether any double below `arr` (a column) is NaN or infinite."""
+    import pyarrow.compute as pc
+
+    t = arr.type
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    if pa.types.is_struct(t):
+        return any(_not_finite(c.field(i)) for c in chunks for i in range(t.num_fields))
+    if pa.types.is_list(t):
+        return any(_not_finite(c.values) for c in chunks)
+    if pa.types.is_floating(t):
+        return any(pc.any(pc.invert(pc.is_finite(c))).as_py() for c in chunks)
+    return False
+
+
+def _split(lines: list[bytes], numbers, error: str | None, allowed: frozenset, depth: int,
+           guessed: list | None) -> list | None:
+    """Parts of lines that pyarrow could not read together, split by the JSON type of the field its
+    error names; lines without a value there join the part of the first type seen."""
+    found = _CHANGED.search(error or "")
+    if found is None or depth >= MAX_SPLITS:
+        return None
+    path = found.group(1)
+    steps = path.split("/")[1:]
+    classes = None
+    if guessed is not None and "[]" not in steps:
+        classes = types_by_key_text(lines, steps[-1])
+        if classes is not None:
+            guessed.append(steps[-1])
+    if classes is None:
+        try:
+            classes = [_json_types_at(orjson.loads(raw), steps) for raw in lines]
+        except orjson.JSONDecodeError:
+            return None
+    order = list(dict.fromkeys(c for c in classes if c))
+    if len(order) < 2 or any(len(c) > 1 for c in order):
+        return None  # no split, or a record holding several types there: the Python way
+    parts = []
+    for i, cls in enumerate(order):
+        index = np.array([j for j, c in enumerate(classes) if c == cls or (not c and i == 0)], np.int64)
+        body = b"\n".join(lines[j] for j in index)
+        keep = allowed if i == 0 else allowed | {path}
+        table, error = _arrow_try(body)
+        if table is not None:
+            got = _part(body, table, numbers[index], keep)
+        else:
+            got = _split([lines[j] for j in index], numbers[index], error, keep, depth + 1, guessed)
+        if got is None:
+            return None
+        parts += got
+    return parts
+
+
+_TEXT_TYPES = {'"': "string", "-": "number", "t": "boolean", "f": "boolean", "{": "object", "[": "array",
+               **{str(d): "number" for d in range(10)}}
+
+
+def types_by_key_text(lines: list[bytes], name: str) -> list | None:
+    """Each line's JSON type of the value after the key `"name":`, read off the text (RE2, no
+    parse). Exact when no other field has that name, which arrow_scan checks afterwards; None
+    when a line holds the key twice."""
+    import pyarrow.compute as pc
+
+    text = pa.array(lines, pa.binary()).cast(pa.string())  # (valid UTF-8: arrow_scan checked)
+    key = '"' + re.escape(name) + r'"\s*:\s*'
+    if pc.max(pc.count_substring_regex(text, key)).as_py() > 1:
+        return None
+    first = pc.extract_regex(text, key + "(?P<c>.)").field("c").to_pylist()
+    return [frozenset([_TEXT_TYPES[c]]) if c in _TEXT_TYPES else frozenset() for c in first]
+
+
+def _json_types_at(value, steps: list[str]) -> frozenset:
+    """The JSON types ("number", "string", ...) found at a pyarrow column path ("[]": array elements)."""
+    if value is None:
+        return frozenset()
+    if not steps:
+        if isinstance(value, bool):
+            return frozenset(["boolean"])
+        if isinstance(value, (int, float)):
+            return frozenset(["number"])
+        return frozenset([{str: "string", dict: "object", list: "array"}[type(value)]])
+    head, rest = steps[0], steps[1:]
+    if head == "[]":
+        return frozenset().union(*(_json_types_at(v, rest) for v in value)) if isinstance(value, list) \
+            else frozenset()
+    return _json_types_at(value.get(head), rest) if isinstance(value, dict) else frozenset()
+
+
+def _in_file_order(kind, lines: list[bytes], numbers, parts: list, split: set):
+    """`kind` with its fields in the order they first appear in the file: pyarrow's order when it
+    reads all lines, the lost parts' conflicting values (fields named once, outside arrays:
+    types_by_key_text found them) made null; None when that does not parse."""
+    names = "|".join(re.escape(path.rsplit("/", 1)[-1]) for path in split)
+    value = re.compile(rb'("(?:' + names.encode() + rb')"\s*:\s*)(?:"(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*|true|false)')
+    blanked = list(lines)
+    for part in parts[1:]:
+        for i in np.searchsorted(numbers, part[1]).tolist():
+            blanked[i] = value.sub(rb"\1null", blanked[i])
+    table = arrow_read(b"\n".join(blanked))
+    if table is None or table.num_rows != len(lines):
+        return None
+    try:
+        return _reordered(kind, arrow_kind(pa.struct(list(table.schema)), 0))
+    except ValueError:
+        return None
+
+
+def _reordered(kind, order):
+    """`kind` with the field order of `order`, which has the same fields (else ValueError)."""
+    if isinstance(kind, dict):
+        if not isinstance(order, dict) or set(kind) != set(order):
+            raise ValueError("different fields")
+        return {k: _reordered(kind[k], order[k]) for k in order}
+    if isinstance(kind, list):
+        if not isinstance(order, list):
+            raise ValueError("different fields")
+        return [_reordered(kind[0], order[0])]
+    return kind
+
+
+def _key_paths(tree, path: str = "", value: bool = False) -> set[str]:
+    """The field paths of an Inferrer kind, or (value=True) of a parsed JSON value."""
+    out: set[str] = set()
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            out.add(f"{path}/{k}")
+            out |= _key_paths(v, f"{path}/{k}", value)
+    elif isinstance(tree, list):
+        for item in (tree if value else tree[:1]):
+            out |= _key_paths(item, path + "/[]", value)
+    return out
+
+
+def _merge_kinds(a, b, path: str, conflicts: list):
+    """Inferrer kinds merged as Inferrer._merge merges values (`a` first); conflict paths appended
+    in pyarrow's notation."""
+    if b is None:
+        return a
+    if a is None:
+        return b
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = _merge_kinds(out.get(k), v, f"{path}/{k}", conflicts)
+        return out
+    if isinstance(a, list) and isinstance(b, list):
+        return [_merge_kinds(a[0], b[0], path + "/[]", conflicts)]
+    if a == b:
+        return a
+    if isinstance(a, str) and isinstance(b, str) and {a, b} == {"bigint", "double"}:
+        return "double"
+    conflicts.append(path)
+    return a
+
+
+NOT_INFERRED = object()
+
+MAX_DEPTH = 200  # orjson rejects nesting past 1024; deeper than this goes the Python way
+
+
+def arrow_kind(t, depth: int):
+    """An arrow type as an Inferrer kind (see schema.Inferrer), or NOT_INFERRED."""
+    if depth > MAX_DEPTH:
+        return NOT_INFERRED
+    if pa.types.is_null(t):
+        return None
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_int64(t):
+        return "bigint"
+    if pa.types.is_float64(t):
+        return "double"
+    if pa.types.is_string(t) or pa.types.is_timestamp(t):  # timestamps were inferred from strings
+        return "string"
+    if pa.types.is_struct(t):
+        out = {}
+        for i in range(t.num_fields):
+            field = t.field(i)
+            if field.name in out:
+                return NOT_INFERRED
+            k = arrow_kind(field.type, depth + 1)
+            if k is NOT_INFERRED:
+                return NOT_INFERRED
+            out[field.name] = k
+        return out
+    if pa.types.is_list(t):
+        k = arrow_kind(t.value_type, depth + 1)
+        return NOT_INFERRED if k is NOT_INFERRED else [k]
+    return NOT_INFERRED
+
+
+def ts_shapes(table) -> dict:
+    """{field path: shape} for the string fields whose every value has one of TS_SHAPES (and is a
+    real calendar date). Paths: names joined by "." with "[]" for array elements ("a.b[].c")."""
+    out = {}
+    for name, column in zip(table.column_names, table.columns):
+        _ts_walk(column, name, out)
+    return out
+
+
+def _ts_walk(arr, path: str, out: dict) -> None:
+    import pyarrow.compute as pc
+
+    t = arr.type
+    if pa.types.is_struct(t):
+        chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+        for i in range(t.num_fields):
+            name = t.field(i).name
+            _ts_walk(pa.chunked_array([c.flatten()[i] for c in chunks], t.field(i).type), f"{path}.{name}", out)
+    elif pa.types.is_list(t):
+        chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+        _ts_walk(pa.chunked_array([c.flatten() for c in chunks], t.value_type), path + "[]", out)
+    elif pa.types.is_string(t):
+        first = next((v for v in arr.slice(0, 64).to_pylist() if v is not None), None)
+        import re
+
+        for shape, pattern in TS_SHAPES.items():
+            if first is not None and not re.match(pattern, first):
+                continue
+            if arr.null_count == len(arr):
+                break
+            if pc.all(pc.match_substring_regex(arr, pattern)).as_py() is not True:
+                continue
+            import datetime as dt
+
+            days = pc.unique(pc.utf8_slice_codeunits(arr, 0, 10)).to_pylist()
+            try:
+                for day in days:
+                    if day is not None:
+                        dt.date.fromisoformat(day)
+            except ValueError:
+                continue
+            out[path] = shape
+            break

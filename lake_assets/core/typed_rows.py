@@ -1,0 +1,266 @@
+"""Bronze rows in the table's types, as Arrow: pyarrow's parse of a file conformed to the table's
+columns (typed_fits says when that equals what the Fitter would write), fields that can never fit
+moved to the rescued column as they are, and records walked through the Fitter read back by
+pyarrow in the same types. The engine's from_json is never used: Sail's rounds some doubles
+differently from their text."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from lake_assets.core.pyarrow_scan import arrow_read
+
+class DoesNotConvert(Exception):
+    """A value of a pyarrow column does not convert to its column's type as the Fitter would."""
+
+
+def misfits(target, seen, ts: dict, steps: list, out: dict) -> None:
+    """Into `out`, {field steps: target type (None: not in `target`)} for the fields of `seen`
+    that typed_fits does not approve for `target`."""
+    from pyspark.sql import types as T
+
+    if isinstance(seen, T.NullType):
+        return
+    if isinstance(target, T.StructType) and isinstance(seen, T.StructType):
+        fields = {f.name: f.dataType for f in target.fields}
+        for f in seen.fields:
+            if isinstance(f.dataType, T.NullType):
+                continue
+            if f.name not in fields:
+                out[tuple(steps + [f.name])] = None
+            else:
+                misfits(fields[f.name], f.dataType, ts, steps + [f.name], out)
+        return
+    if isinstance(target, T.ArrayType) and isinstance(seen, T.ArrayType):
+        misfits(target.elementType, seen.elementType, ts, steps + ["[]"], out)
+        return
+    if not typed_fits(target, seen, ts, ".".join(steps).replace(".[]", "[]")):
+        out[tuple(steps)] = target
+
+
+def moved_fields(table, found: dict, rescue_unknown: bool):
+    """(table without the misfit fields, [(steps, their values)]) when each misfit is a field
+    outside arrays that the Fitter would rescue whatever its value — an unknown field, or a type
+    that never fits its column — holding strings, booleans or integers, so the values move to the
+    rescued column as they are (or an unknown field of any type mode `none` ignores); else None."""
+    values = []
+    for steps, target in found.items():
+        column = None if "[]" in steps else _column_at(table, list(steps))
+        ignored = target is None and not rescue_unknown
+        if column is None or not ignored and not (
+                (pa.types.is_string(column.type) or pa.types.is_boolean(column.type) or pa.types.is_int64(column.type))
+                and _never_fits(target, column.type)):
+            return None
+        values.append((steps, column))
+    for steps, _ in values:
+        top = _array(table.column(steps[0]))
+        table = table.drop_columns([steps[0]])
+        if len(steps) > 1:
+            table = table.append_column(steps[0], _drop_field(top, list(steps[1:])))
+    return table, values
+
+
+def _array(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array, without copying the usual single chunk (combine_chunks copies)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _column_at(table, steps: list[str]):
+    """The values at a field path, null wherever a parent is null; None if there is no such field."""
+    if steps[0] not in table.column_names:
+        return None
+    column = _array(table.column(steps[0]))
+    for name in steps[1:]:
+        if not pa.types.is_struct(column.type) or column.type.get_field_index(name) < 0:
+            return None
+        column = column.flatten()[column.type.get_field_index(name)]
+    return column
+
+
+def _drop_field(arr, steps: list[str]):
+    """A struct array without the field at `steps` below it."""
+    fields, children = [], []
+    for i in range(arr.type.num_fields):
+        field, child = arr.type.field(i), arr.field(i)
+        if field.name == steps[0]:
+            if len(steps) == 1:
+                continue
+            child = _drop_field(child, steps[1:])
+            field = pa.field(field.name, child.type)
+        fields.append(field)
+        children.append(child)
+    return pa.StructArray.from_arrays(children, fields=fields, mask=arr.is_null())
+
+
+def _never_fits(target, arrow_type) -> bool:
+    """Whether records.fit_atomic rejects every value of this pyarrow type (string, boolean or
+    int64) for `target` (None: an unknown field, rescued or ignored whatever its value)."""
+    from pyspark.sql import types as T
+
+    if target is None:
+        return True
+    if pa.types.is_boolean(arrow_type):
+        return not isinstance(target, T.BooleanType)
+    if pa.types.is_string(arrow_type):
+        return not isinstance(target, (T.StringType, T.DateType, T.TimestampType))
+    return isinstance(target, (T.StringType, T.BooleanType, T.DateType, T.TimestampType, T.StructType,
+                               T.ArrayType, T.MapType))
+
+
+def typed_batch(out: pa.Schema, declared: pa.Schema, table, numbers, rescued: pa.Array, f: dict) -> pa.RecordBatch:
+    n = table.num_rows
+    columns = [conform(_array(table.column(field.name)), field.type)
+               if field.name in table.column_names else pa.nulls(n, field.type) for field in declared]
+    repeat = pa.array(np.zeros(n, np.int64))
+    columns += [rescued, pa.array([f["uri"]]).take(repeat), pa.array(numbers, pa.int64()),
+                pa.array([f["day"]]).take(repeat)]
+    return pa.RecordBatch.from_arrays(columns, schema=out)
+
+
+def walked_batch(out: pa.Schema, declared: pa.Schema, fitter, walk: list, f: dict) -> pa.RecordBatch:
+    """Lines [(number, raw)] walked through the Fitter (malformed ones left out: the quarantine
+    has them), in the declared types: read back by pyarrow's JSON reader, or built value by value
+    where the table has a type that reader cannot build (MAP, ...)."""
+    from lake_assets.core.records import Malformed, parse_line, rescued_json
+
+    numbers, records, rescued = [], [], []
+    for number, raw in walk:
+        try:
+            clean, rescue, _ = fitter.fit(parse_line(raw))
+        except Malformed:
+            continue
+        numbers.append(number)
+        records.append(clean)
+        rescued.append(rescued_json(rescue, f["uri"]))
+    schema = walk_schema(declared)
+    if schema is not None:
+        table = arrow_read(b"\n".join(orjson.dumps(r) for r in records), schema, "error") if records \
+            else pa.table([pa.nulls(0, field.type) for field in schema], schema=schema)
+        if table is None:
+            raise RuntimeError(f"{f['uri']}: pyarrow cannot read the Fitter's records back")
+    else:
+        row = pa.struct(list(declared))
+        table = pa.Table.from_batches([pa.RecordBatch.from_struct_array(
+            pa.array([arrow_value(r, row) for r in records], row))], schema=declared)
+    return typed_batch(out, declared, table, np.array(numbers, np.int64), pa.array(rescued, pa.string()), f)
+
+
+def arrow_value(value, t: pa.DataType):
+    """A Fitter output value as pyarrow takes it for type `t` (its timestamps and dates are text)."""
+    import datetime as dt
+    import decimal
+
+    if value is None:
+        return None
+    if pa.types.is_struct(t):
+        return {field.name: arrow_value(value.get(field.name), field.type) for field in t}
+    if pa.types.is_list(t):
+        return [arrow_value(v, t.value_type) for v in value]
+    if pa.types.is_map(t):
+        return [(k, arrow_value(v, t.item_type)) for k, v in value.items()]
+    if pa.types.is_timestamp(t):
+        return dt.datetime.fromisoformat(value)
+    if pa.types.is_date32(t):
+        return dt.date.fromisoformat(value)
+    if pa.types.is_decimal(t):
+        return decimal.Decimal(str(value))
+    return value
+
+
+def walk_schema(declared: pa.Schema) -> pa.Schema | None:
+    """The explicit schema pyarrow reads the Fitter's records back with (DATE as its text, which
+    conform converts), or None when a declared type is one pyarrow's JSON reader cannot build
+    (MAP, BINARY, ...)."""
+    def text(t):
+        if pa.types.is_struct(t):
+            fields = [pa.field(f.name, text(f.type)) for f in t]
+            return None if any(f.type is None for f in fields) else pa.struct(fields)
+        if pa.types.is_list(t):
+            inner = text(t.value_type)
+            return None if inner is None else pa.list_(pa.field(t.value_field.name, inner))
+        if pa.types.is_date32(t):
+            return pa.string()
+        simple = (pa.types.is_string(t) or pa.types.is_boolean(t) or pa.types.is_integer(t)
+                  or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_null(t)
+                  or t == pa.timestamp("us"))
+        return t if simple else None
+    fields = [(f.name, text(f.type)) for f in declared]
+    return None if any(t is None for _, t in fields) else pa.schema(fields)
+
+
+def conform(arr: pa.Array, target: pa.DataType) -> pa.Array:
+    """An arrow array of an inferred type as `target`, which typed_fits approved, with the values
+    the Fitter would write; DoesNotConvert when some value would be rescued instead."""
+    import pyarrow.compute as pc
+
+    if arr.type == target:
+        return arr
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), target)
+    if pa.types.is_struct(target):
+        names = {arr.type.field(i).name for i in range(arr.type.num_fields)}
+        children = [conform(arr.field(f.name), f.type) if f.name in names else pa.nulls(len(arr), f.type)
+                    for f in target]
+        return pa.StructArray.from_arrays(children, fields=list(target), mask=arr.is_null())
+    if pa.types.is_list(target):
+        return pa.ListArray.from_arrays(arr.offsets, conform(arr.values, target.value_type), type=target,
+                                        mask=arr.is_null())
+    if pa.types.is_timestamp(target):  # strings of one TS_SHAPES shape (the scan checked every value)
+        return pc.cast(arr, pa.timestamp("us", "UTC")).cast(target)
+    try:
+        if pa.types.is_date32(target):  # YYYY-MM-DD of a real day, as records.fit_atomic wants
+            if pc.all(pc.match_substring_regex(arr, r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")).as_py() is False \
+                    or pc.any(pc.starts_with(arr, "0000")).as_py():
+                raise DoesNotConvert()
+            return pc.cast(arr, target)
+        if pa.types.is_float32(target) and (pc.max(pc.abs(arr)).as_py() or 0) > 3.4028234e38:
+            raise DoesNotConvert()
+        # bigint -> double past 2**53 and -> float: the nearest, as the Fitter writes them;
+        # bigint -> int / smallint / tinyint: checked (an overflow is rescued, not wrapped)
+        return pc.cast(arr, target, safe=not pa.types.is_floating(target))
+    except pa.ArrowInvalid:
+        raise DoesNotConvert() from None
+
+
+def declared_schema(t):
+    """The schema the typed source declares: TIMESTAMP as TIMESTAMP_NTZ (holding UTC), since a
+    Python data source cannot declare a zoned timestamp on every engine; good_rows casts back."""
+    from pyspark.sql import types as T
+
+    if isinstance(t, T.StructType):
+        return T.StructType([T.StructField(f.name, declared_schema(f.dataType), f.nullable) for f in t.fields])
+    if isinstance(t, T.ArrayType):
+        return T.ArrayType(declared_schema(t.elementType), t.containsNull)
+    if isinstance(t, T.MapType):
+        return T.MapType(declared_schema(t.keyType), declared_schema(t.valueType), t.valueContainsNull)
+    return T.TimestampNTZType() if isinstance(t, T.TimestampType) else t
+
+
+def typed_fits(target, seen, ts: dict, path: str = "") -> bool:
+    """True when conform can turn arrow's parse of `seen` values into `target` as the Fitter
+    would write them: the same type, bigint into double, structs and arrays of such, strings of
+    one TS_SHAPES shape (`ts`: {path: shape}) into TIMESTAMP; or, checked value by value when
+    converted, bigint into INT / SMALLINT / TINYINT / FLOAT, double into FLOAT, strings into DATE."""
+    from pyspark.sql import types as T
+
+    if isinstance(seen, T.NullType):
+        return True
+    if isinstance(target, T.StructType) and isinstance(seen, T.StructType):
+        fields = {f.name: f.dataType for f in target.fields}
+        return all(f.name in fields and typed_fits(fields[f.name], f.dataType, ts, f"{path}.{f.name}" if path else f.name)
+                   for f in seen.fields if not isinstance(f.dataType, T.NullType))
+    if isinstance(target, T.ArrayType) and isinstance(seen, T.ArrayType):
+        return typed_fits(target.elementType, seen.elementType, ts, path + "[]")
+    if isinstance(target, T.TimestampType):
+        return isinstance(seen, T.StringType) and ts.get(path) == "iso_ms_z"
+    if isinstance(target, (T.ByteType, T.ShortType, T.IntegerType)):
+        return isinstance(seen, T.LongType)
+    if isinstance(target, T.FloatType):
+        return isinstance(seen, (T.LongType, T.DoubleType))
+    if isinstance(target, T.DateType):
+        return isinstance(seen, T.StringType)
+    simple = (T.StringType, T.LongType, T.DoubleType, T.BooleanType)
+    return isinstance(target, simple) and (target == seen or (isinstance(seen, T.LongType)
+                                                              and isinstance(target, T.DoubleType)))
