@@ -201,11 +201,11 @@ def test_conflict_lines_and_timestamp_shapes():
     def shapes(body: bytes, part: int = 0) -> dict:  # of one part of the arrow scan
         return pyarrow_scan.ts_shapes(pyarrow_scan.scan_bytes(body)["parsed"][part][0])
 
-    assert shapes(data) == shapes(data, 1) == {"t": "iso_ms_z"}
+    assert shapes(data) == shapes(data, 1) == {"t": "iso8601_zone"}
     assert shapes(b'{"t":"2026-02-30T08:15:02.123Z"}\n') == {}  # no such day
     assert shapes(b'{"t":"2026-02-03T08:15:02.123Z"}\n{"t":"2026-02-03 08:15:02"}\n') == {}
     assert shapes(b'{"a":[{"t":"2026-02-03T08:15:02.123Z"}],"b":{"t":"2026-02-03T08:15:02.123Z"}}\n') == {
-        "a[].t": "iso_ms_z", "b.t": "iso_ms_z"}
+        "a[].t": "iso8601_zone", "b.t": "iso8601_zone"}
 
 
 # ---------------------------------------------------------------- end to end: fast == slow
@@ -368,7 +368,7 @@ def test_conform_fills_missing_fields_widens_and_keeps_nulls_at_every_level():
         {"a": float(2**53), "s": None, "l": None, "t": None, "m": None},   # nearest double, as from_json
         {"a": None, "s": {"x": None, "y": None}, "l": [], "t": dt.datetime(2026, 12, 31, 23, 59, 59, 999000),
          "m": None}]
-    ts = {"t": "iso_ms_z"}
+    ts = {"t": "iso8601_zone"}
     assert typed_rows.typed_fits(target, T.StructType([T.StructField("t", T.StringType())]), ts)
     assert not typed_rows.typed_fits(target, T.StructType([T.StructField("t", T.StringType())]), {})
     # checked value by value: what the Fitter would rescue makes the file walk instead
@@ -413,3 +413,41 @@ def test_a_value_that_does_not_convert_sends_its_file_to_the_walk(spark, tmp_pat
         ("big.json", 2, 7, None, 3.0, {"d": "2026-02-30", "_file_path": big}),
         ("ok.json", 1, 1, dt.date(2026, 1, 2), 0.1, None),
         ("ok.json", 2, -5, None, 2.0, None)]
+
+
+def test_timestamp_shapes_convert_to_the_instant_the_fitter_writes():
+    import datetime as dt
+
+    import pyarrow as pa
+    from pyspark.sql import types as T
+
+    from lake_assets.core.records import fit_atomic
+
+    rng = random.Random(3)
+
+    def stamp() -> str:
+        year = rng.choice([1000, 1999, 2026, 8999, 999, 9999, 0])
+        text = f"{year:04d}-{rng.randrange(1, 14):02d}-{rng.randrange(1, 33):02d}{rng.choice('T T ')}" \
+               f"{rng.randrange(0, 25):02d}:{rng.randrange(0, 61):02d}"
+        if rng.random() < 0.8:
+            text += f":{rng.randrange(0, 61):02d}"
+            if rng.random() < 0.5:
+                text += "." + "".join(rng.choice("0123456789") for _ in range(rng.randrange(1, 8)))
+        return text + rng.choice(["", "Z", "+01:00", "-05:30", "+0530", "+14:00", "-23:59", "+24:00", "z"])
+
+    typed = 0
+    for _ in range(2000):
+        value = stamp()
+        fits, written = fit_atomic(value, T.TimestampType())
+        shaped = bool(pyarrow_scan.ts_shapes(pa.table({"t": [value]})))
+        if shaped:  # only values the Fitter takes, and to the same instant
+            got = typed_rows.conform(pa.array([value]), pa.timestamp("us"))[0].as_py()
+            assert fits and got == dt.datetime.fromisoformat(written), value
+            typed += 1
+    assert typed > 300
+    assert pyarrow_scan.ts_shapes(pa.table({"t": ["2026-01-02T03:04:05", "2026-01-02 03:04"]})) == {
+        "t": "iso8601_utc"}
+    mixed = pa.array(["2026-01-02T03:04:05Z", "2026-01-02T03:04:05"])  # not one shape: walked
+    assert pyarrow_scan.ts_shapes(pa.table({"t": mixed})) == {}
+    with pytest.raises(typed_rows.DoesNotConvert):
+        typed_rows.conform(mixed, pa.timestamp("us"))

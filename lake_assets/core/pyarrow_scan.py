@@ -16,13 +16,13 @@ import pyarrow as pa
 
 MAX_TRACKED_MALFORMED = 1000
 
-# Timestamp strings in one exact shape that pyarrow's cast reads to the same instant as
-# records.fit_atomic does: a hinted TIMESTAMP field holding only such strings goes typed.
-# shape -> RE2 pattern over the whole value
-TS_SHAPES = {
-    "iso_ms_z": r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-                r"\.[0-9]{3}Z$",
-}
+# Timestamp strings that pyarrow's cast reads to the same instant as records.fit_atomic does: a
+# hinted TIMESTAMP field holding only strings of one shape goes typed. ISO 8601, years 1000-8999
+# (so no offset leaves Python's range), minutes, optional seconds with up to 6 decimals, with a
+# zone (Z, +HH:MM, +HHMM) or without one (read as UTC). shape -> RE2 pattern over the whole value
+_ISO = (r"^[1-8][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
+        r"(:[0-5][0-9](\.[0-9]{1,6})?)?")
+TS_SHAPES = {"iso8601_zone": _ISO + r"(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])$", "iso8601_utc": _ISO + "$"}
 
 
 def scan_bytes(data: bytes, *, use_arrow: bool = True) -> dict:
@@ -439,8 +439,6 @@ def _ts_walk(arr, path: str, out: dict) -> None:
         _ts_walk(pa.chunked_array([c.flatten() for c in chunks], t.value_type), path + "[]", out)
     elif pa.types.is_string(t):
         first = next((v for v in arr.slice(0, 64).to_pylist() if v is not None), None)
-        import re
-
         for shape, pattern in TS_SHAPES.items():
             if first is not None and not re.match(pattern, first):
                 continue

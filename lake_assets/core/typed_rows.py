@@ -207,8 +207,13 @@ def conform(arr: pa.Array, target: pa.DataType) -> pa.Array:
     if pa.types.is_list(target):
         return pa.ListArray.from_arrays(arr.offsets, conform(arr.values, target.value_type), type=target,
                                         mask=arr.is_null())
-    if pa.types.is_timestamp(target):  # strings of one TS_SHAPES shape (the scan checked every value)
-        return pc.cast(arr, pa.timestamp("us", "UTC")).cast(target)
+    if pa.types.is_timestamp(target):  # TS_SHAPES strings (checked): all with a zone, or all without (UTC)
+        for zone in ("UTC", None):
+            try:
+                return pc.cast(arr, pa.timestamp("us", zone)).cast(target)
+            except pa.ArrowInvalid:
+                pass
+        raise DoesNotConvert()
     try:
         if pa.types.is_date32(target):  # YYYY-MM-DD of a real day, as records.fit_atomic wants
             if pc.all(pc.match_substring_regex(arr, r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")).as_py() is False \
@@ -254,7 +259,7 @@ def typed_fits(target, seen, ts: dict, path: str = "") -> bool:
     if isinstance(target, T.ArrayType) and isinstance(seen, T.ArrayType):
         return typed_fits(target.elementType, seen.elementType, ts, path + "[]")
     if isinstance(target, T.TimestampType):
-        return isinstance(seen, T.StringType) and ts.get(path) == "iso_ms_z"
+        return isinstance(seen, T.StringType) and path in ts
     if isinstance(target, (T.ByteType, T.ShortType, T.IntegerType)):
         return isinstance(seen, T.LongType)
     if isinstance(target, T.FloatType):
