@@ -108,33 +108,12 @@ def test_key_text_gives_each_lines_json_type():
     assert pyarrow_scan.types_by_key_text([b'{"k":1,"k":"x"}'], "k") is None  # twice in one line
 
 
-@pytest.mark.parametrize("data", SPLIT_FALLBACK)
-def test_conflicts_a_split_cannot_explain_fall_back_to_python(data):
+@pytest.mark.parametrize("data, engine", [(d, "arrow") for d in ARROW_OK + LEFT_OUT]
+                         + [(d, "python") for d in FALLBACK + SPLIT_FALLBACK])
+def test_arrow_scan_equals_python_inferrer_or_falls_back(data, engine):
     fast, slow = both(data)
-    assert fast["engine"] == "python"
+    assert fast["engine"] == engine
     same(fast, slow)
-
-
-@pytest.mark.parametrize("data", ARROW_OK)
-def test_arrow_scan_equals_python_inferrer(data):
-    fast, slow = both(data)
-    assert fast["engine"] == "arrow"
-    same(fast, slow)
-
-
-@pytest.mark.parametrize("data", LEFT_OUT)
-def test_malformed_and_blank_lines_are_left_out_of_the_arrow_scan(data):
-    fast, slow = both(data)
-    assert fast["engine"] == "arrow"
-    same(fast, slow)
-
-
-@pytest.mark.parametrize("data", FALLBACK)
-def test_unusual_files_fall_back_to_python(data):
-    fast, slow = both(data)
-    assert fast["engine"] == "python"
-    same(fast, slow)
-    assert fast["conflicts"] == slow["conflicts"]
 
 
 def _random_value(rng, depth=0):
@@ -451,3 +430,22 @@ def test_timestamp_shapes_convert_to_the_instant_the_fitter_writes():
     assert pyarrow_scan.ts_shapes(pa.table({"t": mixed})) == {}
     with pytest.raises(typed_rows.DoesNotConvert):
         typed_rows.conform(mixed, pa.timestamp("us"))
+
+
+def test_parse_cache_keeps_the_newest_files_within_its_limit(monkeypatch):
+    import pyarrow as pa
+
+    cache = reader._ParseCache()
+    table = pa.table({"v": pa.array(range(100_000), pa.int64())})  # 800 KB
+    parsed = [(table, None, None)]
+    monkeypatch.setenv("LAKE_PARSE_CACHE_MB", "2")
+    for key in "abc":
+        cache.put(key, parsed)
+    assert list(cache.items) == ["b", "c"] and cache.size == 2 * table.nbytes  # the oldest went first
+    assert cache.pop("b") is parsed and cache.pop("b") is None and cache.size == table.nbytes
+    monkeypatch.setenv("LAKE_PARSE_CACHE_MB", "0")
+    cache.put("d", parsed)
+    assert "d" not in cache.items
+    monkeypatch.setenv("LAKE_PARSE_CACHE_MB", "lots")
+    with pytest.raises(ValueError, match="LAKE_PARSE_CACHE_MB must be a whole number of MiB"):
+        cache.put("e", parsed)

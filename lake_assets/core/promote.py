@@ -16,10 +16,10 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import tables
 from lake_assets.core.bronze import AUDIT_COLUMNS, PARTITION_COLUMN, Layout, bronze_table_schema
-from lake_assets.core.typed_rows import arrow_value, declared_schema
 from lake_assets.core.records import Fitter
 from lake_assets.core.schema import Inferrer, apply_hints, drop_unknown, parse_type
 from lake_assets.core.schema_log import SchemaLog
+from lake_assets.core.typed_rows import arrow_value, declared_schema
 
 _MOVED_KEYS = [T.StructField(PARTITION_COLUMN, T.StringType()), T.StructField("_source_file", T.StringType()),
                T.StructField("_line", T.LongType()), T.StructField("new_rescued", T.StringType())]
@@ -107,6 +107,7 @@ def promote(spark, lake: LakeConfig, source: SourceConfig, path: str, type_ddl: 
     fitter = Fitter(T.StructType([T.StructField("v", wanted)]))
     moved_schema = T.StructType(_MOVED_KEYS + [T.StructField("value", declared_schema(wanted))])
     arrow_schema = to_arrow_schema(moved_schema)
+    value_type = arrow_schema.field("value").type
 
     def move(batches):
         for batch in batches:
@@ -122,7 +123,7 @@ def promote(spark, lake: LakeConfig, source: SourceConfig, path: str, type_ddl: 
                 remaining = {k: v for k, v in doc.items() if k != "_file_path"}
                 for name, value in ((PARTITION_COLUMN, row[PARTITION_COLUMN]), ("_source_file", row["_source_file"]),
                                     ("_line", row["_line"]), ("new_rescued", orjson.dumps(doc).decode() if remaining else None),
-                                    ("value", arrow_value(clean.get("v"), arrow_schema.field("value").type))):
+                                    ("value", arrow_value(clean.get("v"), value_type))):
                     out[name].append(value)
             yield pa.RecordBatch.from_pydict(out, schema=arrow_schema)
 

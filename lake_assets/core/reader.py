@@ -20,15 +20,15 @@ from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 
 from lake_assets.core import pyarrow_scan, typed_rows
 
-SCAN_SCHEMA = ("uri string, etag string, records bigint, malformed string, schema string, "
-               "conflicts bigint, error string, detail string")
+SCAN_SCHEMA = "uri string, etag string, records bigint, malformed string, schema string, error string, engine string"
 MALFORMED_SCHEMA = "_source_file string, _line bigint, _raw string, _error string, _landing_date string"
 
 
 class _ParseCache:
     """What the scan parsed (pyarrow_scan's `parsed`), by (uri, etag), so the typed pass need not
-    read or parse a file again. Process-local: the embedded engine runs both passes in this process; elsewhere (executors of
-    a cluster) a miss parses the file again, with the same result. Bounded by LAKE_PARSE_CACHE_MB."""
+    read or parse a file again. Process-local: the embedded engine runs both passes in this
+    process; elsewhere (executors of a cluster) a miss parses the file again, with the same
+    result. Bounded by LAKE_PARSE_CACHE_MB (MiB; the oldest files go first)."""
 
     def __init__(self):
         import threading
@@ -41,7 +41,10 @@ class _ParseCache:
     def put(self, key, parsed: tuple) -> None:
         import os
 
-        limit = int(os.environ.get("LAKE_PARSE_CACHE_MB", "2048")) << 20
+        text = os.environ.get("LAKE_PARSE_CACHE_MB", "2048")
+        if not text.strip().isdigit():
+            raise ValueError(f"LAKE_PARSE_CACHE_MB must be a whole number of MiB (0 keeps nothing), got {text!r}")
+        limit = int(text) << 20
         nbytes = sum(table.nbytes + sum(map(len, raw or [])) for table, _, raw in parsed)
         with self.lock:
             self._drop(key)
@@ -105,16 +108,14 @@ class _ScanReader(_Reader):
             try:
                 data = read_data(f["uri"], f.get("etag"))
             except StorageError as exc:
-                yield (f["uri"], f.get("etag"), 0, "[]", None, 0, str(exc), None)
+                yield (f["uri"], f.get("etag"), 0, "[]", None, str(exc), None)
                 continue
             r = pyarrow_scan.scan_bytes(data)
             parsed = r.pop("parsed", None)
             if parsed and self.options.get("keep_parsed") == "true":
                 _PARSED.put((f["uri"], f.get("etag")), parsed)
             tracked = r["malformed"] if len(r["malformed"]) <= pyarrow_scan.MAX_TRACKED_MALFORMED else None
-            detail = {"engine": r["engine"]}
-            yield (f["uri"], f.get("etag"), r["records"], json.dumps(tracked), r["schema"].json(),
-                   r["conflicts"], None, json.dumps(detail))
+            yield (f["uri"], f.get("etag"), r["records"], json.dumps(tracked), r["schema"].json(), None, r["engine"])
 
 
 class _MalformedReader(_Reader):
@@ -148,10 +149,10 @@ class _TypedReader(_Reader):
     it), with the rescued data, `_source_file`, `_line` and `_landing_date`. A `typed` file comes
     from what the scan parsed with pyarrow: each part conformed to the columns, with the fields
     that can never fit (a string where the table has BIGINT, an unknown field ...) moved to the
-    rescued column as they are, or else walked. Any other file, or one whose values turn out not to convert (an INT
-    overflow, an invalid DATE), is walked line by line through the Fitter (option `target`), whose
-    output pyarrow reads back in the declared types — never the engine's from_json, which rounds
-    some doubles differently from the text."""
+    rescued column as they are, or else walked. Any other file, or one whose values turn out not
+    to convert (an INT overflow, an invalid DATE), is walked line by line through the Fitter
+    (option `target`), whose output pyarrow reads back in the declared types — never the
+    engine's from_json, which rounds some doubles differently from the text."""
 
     def read(self, partition: _Files):
         from pyspark.sql import types as T
@@ -161,11 +162,11 @@ class _TypedReader(_Reader):
         from lake_assets.storage import StorageError, read_data
 
         self.declared = to_arrow_schema(T.StructType.fromJson(json.loads(self.options["schema"])))
-        self.out = pa.schema(list(self.declared) + [pa.field(name, t) for name, t in _typed_extra(self.options)])
+        self.out = to_arrow_schema(_typed_schema(self.options))
         self.schemas = [T.StructType.fromJson(json.loads(self.options[k])) for k in ("target", "table")]
         self.rescue_unknown = self.options.get("rescue_unknown", "true") == "true"
         self.fitter = Fitter(self.schemas[0], rescue_unknown=self.rescue_unknown)
-        self.timestamps = '"timestamp"' in self.options["table"]
+        self.timestamps = _has_timestamp(self.schemas[1])  # else timestamp shapes need not be found
         for f in partition.files:
             try:
                 batches = None
@@ -216,10 +217,27 @@ class _TypedReader(_Reader):
         return typed_rows.typed_batch(self.out, self.declared, table, numbers, rescued, f)
 
 
-def _typed_extra(options: dict) -> list[tuple[str, pa.DataType]]:
-    """lake_typed's columns after the data: all reserved names, so no data column can clash."""
-    return [(options["rescued_column"], pa.string()), ("_source_file", pa.string()), ("_line", pa.int64()),
-            ("_landing_date", pa.string())]
+def _has_timestamp(t) -> bool:
+    from pyspark.sql import types as T
+
+    if isinstance(t, T.StructType):
+        return any(_has_timestamp(f.dataType) for f in t.fields)
+    if isinstance(t, T.ArrayType):
+        return _has_timestamp(t.elementType)
+    if isinstance(t, T.MapType):
+        return _has_timestamp(t.valueType)
+    return isinstance(t, T.TimestampType)
+
+
+def _typed_schema(options: dict):
+    """lake_typed's columns: the declared data columns, then the rescued column, `_source_file`,
+    `_line` and `_landing_date` (all reserved names, so no data column can clash)."""
+    from pyspark.sql import types as T
+
+    declared = T.StructType.fromJson(json.loads(options["schema"]))
+    return T.StructType(declared.fields + [
+        T.StructField(options["rescued_column"], T.StringType()), T.StructField("_source_file", T.StringType()),
+        T.StructField("_line", T.LongType()), T.StructField("_landing_date", T.StringType())])
 
 
 class ScanSource(DataSource):
@@ -252,11 +270,7 @@ class TypedSource(DataSource):
         return "lake_typed"
 
     def schema(self):
-        from pyspark.sql import types as T
-
-        declared = T.StructType.fromJson(json.loads(self.options["schema"]))
-        extra = {pa.string(): T.StringType(), pa.int64(): T.LongType()}
-        return T.StructType(declared.fields + [T.StructField(name, extra[t]) for name, t in _typed_extra(self.options)])
+        return _typed_schema(self.options)
 
     def reader(self, schema):
         return _TypedReader(self.options)
@@ -282,7 +296,7 @@ def plan_reads(files: list[dict], scans: dict) -> None:
     for f in files:
         scan = scans[f["uri"]]
         f["malformed"] = json.loads(scan["malformed"]) if scan["malformed"] else None
-        f["typed"] = json.loads(scan["detail"] or "{}").get("engine") == "arrow"
+        f["typed"] = scan["engine"] == "arrow"
 
 
 def good_rows(spark, files: list[dict], target, data_schema, rescued_column: str, *, rescue_unknown: bool,

@@ -12,13 +12,14 @@ import pyarrow as pa
 
 from lake_assets.core.pyarrow_scan import arrow_read
 
+
 class DoesNotConvert(Exception):
     """A value of a pyarrow column does not convert to its column's type as the Fitter would."""
 
 
 def misfits(target, seen, ts: dict, steps: list, out: dict) -> None:
     """Into `out`, {field steps: target type (None: not in `target`)} for the fields of `seen`
-    that typed_fits does not approve for `target`."""
+    whose values conform cannot turn into `target` as the Fitter would write them (_leaf_fits)."""
     from pyspark.sql import types as T
 
     if isinstance(seen, T.NullType):
@@ -36,7 +37,7 @@ def misfits(target, seen, ts: dict, steps: list, out: dict) -> None:
     if isinstance(target, T.ArrayType) and isinstance(seen, T.ArrayType):
         misfits(target.elementType, seen.elementType, ts, steps + ["[]"], out)
         return
-    if not typed_fits(target, seen, ts, ".".join(steps).replace(".[]", "[]")):
+    if not _leaf_fits(target, seen, ".".join(steps).replace(".[]", "[]") in ts):
         out[tuple(steps)] = target
 
 
@@ -243,23 +244,22 @@ def declared_schema(t):
     return T.TimestampNTZType() if isinstance(t, T.TimestampType) else t
 
 
-def typed_fits(target, seen, ts: dict, path: str = "") -> bool:
+def typed_fits(target, seen, ts: dict) -> bool:
     """True when conform can turn arrow's parse of `seen` values into `target` as the Fitter
-    would write them: the same type, bigint into double, structs and arrays of such, strings of
-    one TS_SHAPES shape (`ts`: {path: shape}) into TIMESTAMP; or, checked value by value when
-    converted, bigint into INT / SMALLINT / TINYINT / FLOAT, double into FLOAT, strings into DATE."""
+    would write them (no misfits)."""
+    found: dict = {}
+    misfits(target, seen, ts, [], found)
+    return not found
+
+
+def _leaf_fits(target, seen, timestamp_shaped: bool) -> bool:
+    """A leaf of type `seen` into `target`: the same type, bigint into double, strings of one
+    TS_SHAPES shape (`timestamp_shaped`) into TIMESTAMP; or, checked value by value by conform,
+    bigint into INT / SMALLINT / TINYINT / FLOAT, double into FLOAT, strings into DATE."""
     from pyspark.sql import types as T
 
-    if isinstance(seen, T.NullType):
-        return True
-    if isinstance(target, T.StructType) and isinstance(seen, T.StructType):
-        fields = {f.name: f.dataType for f in target.fields}
-        return all(f.name in fields and typed_fits(fields[f.name], f.dataType, ts, f"{path}.{f.name}" if path else f.name)
-                   for f in seen.fields if not isinstance(f.dataType, T.NullType))
-    if isinstance(target, T.ArrayType) and isinstance(seen, T.ArrayType):
-        return typed_fits(target.elementType, seen.elementType, ts, path + "[]")
     if isinstance(target, T.TimestampType):
-        return isinstance(seen, T.StringType) and path in ts
+        return isinstance(seen, T.StringType) and timestamp_shaped
     if isinstance(target, (T.ByteType, T.ShortType, T.IntegerType)):
         return isinstance(seen, T.LongType)
     if isinstance(target, T.FloatType):
