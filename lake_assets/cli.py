@@ -7,7 +7,8 @@ import datetime as dt
 import json
 import sys
 
-from lake_assets.config import ConfigError, load_config
+from lake_assets.config import load_config
+from lake_assets.errors import LakeError, outside_error
 
 
 def _spark(lake):
@@ -16,19 +17,15 @@ def _spark(lake):
     return spark_session(lake.engine)
 
 
-def _progress_bar(desc: str):
-    from tqdm import tqdm
-
-    bar = None
+def _progress(desc: str):
+    """A progress line on stderr: rewritten in place on a terminal, else one line at the end."""
+    tty = sys.stderr.isatty()
 
     def update(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc=desc, unit="file", file=sys.stderr)
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
+        if tty:
+            print(f"\r{desc}: {done}/{total} file(s)", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+        elif done >= total:
+            print(f"{desc}: {total} file(s) done", file=sys.stderr)
 
     return update
 
@@ -52,7 +49,7 @@ def cmd_ingest(args, lake) -> int:
     source = lake.source(args.source)
     days = _days(args)
     result = ingest(_spark(lake), lake, source, days, reprocess=args.reprocess,
-                    log=lambda m: print(m, file=sys.stderr), progress=_progress_bar(f"ingest {source.name}"))
+                    log=lambda m: print(m, file=sys.stderr), progress=_progress(f"ingest {source.name}"))
     print(json.dumps({"source": source.name, "days": len(days), "files": result.files, "records": result.records,
                       "malformed": result.malformed, "rescued": result.rescued, "failed": result.failed,
                       "table_version": result.table_version, "schema_version": result.schema_version}))
@@ -64,12 +61,42 @@ def cmd_reprocess(args, lake) -> int:
     return cmd_ingest(args, lake)
 
 
+STATUS_COLUMNS = (("source", "source"), ("files committed", "committed"), ("pending", "pending"),
+                  ("failed", "failed"), ("records", "records"), ("malformed", "malformed"),
+                  ("rescued", "rescued"), ("schema", "schema"), ("last commit", "last_commit"))
+
+
+def _status_row(status: dict) -> dict:
+    files = status["files"]
+    schema = "-" if status["schema_version"] is None else f"v{status['schema_version']}"
+    return {"source": status["source"], "committed": files.get("committed", 0),
+            "pending": files.get("pending", 0), "failed": files.get("failed", 0), "records": status["records"],
+            "malformed": status["malformed"], "rescued": f"{status['rescued_rate']:.2%}",
+            "schema": schema + (" (pending)" if status["schema_pending"] else ""),
+            "last_commit": status["last_commit"] or "-"}
+
+
+def print_table(rows: list[dict], columns: tuple[tuple[str, str], ...]) -> None:
+    """Rows as an aligned table: text left-aligned, numbers right-aligned."""
+    cells = [[str(row[key]) for _, key in columns] for row in rows]
+    widths = [max(len(title), *(len(r[i]) for r in cells)) for i, (title, _) in enumerate(columns)]
+    numeric = [all(isinstance(row[key], int) or str(row[key]).endswith("%") for row in rows) for _, key in columns]
+    align = lambda text, i: text.rjust(widths[i]) if numeric[i] else text.ljust(widths[i])  # noqa: E731
+    print("  ".join(align(title, i) for i, (title, _) in enumerate(columns)).rstrip())
+    for r in cells:
+        print("  ".join(align(text, i) for i, text in enumerate(r)).rstrip())
+
+
 def cmd_status(args, lake) -> int:
     from lake_assets.core.operations import source_status
 
     names = [args.source] if args.source else list(lake.sources)
-    for name in names:
-        print(json.dumps(source_status(_spark(lake), lake, lake.source(name))))
+    statuses = [source_status(_spark(lake), lake, lake.source(name)) for name in names]
+    if args.json:
+        for status in statuses:  # one object per line
+            print(json.dumps(status))
+    else:
+        print_table([_status_row(s) for s in statuses], STATUS_COLUMNS)
     return 0
 
 
@@ -107,8 +134,14 @@ def cmd_reset(args, lake) -> int:
     return 0
 
 
+def _changes(changes: dict) -> str:
+    parts = [f"{kind} {', '.join(paths)}" for kind, paths in changes.items() if paths]
+    return "; ".join(parts) or "no field changes"
+
+
 def cmd_schema(args, lake) -> int:
     from lake_assets.core.bronze import Layout
+    from lake_assets.core.operations import OperatorError
     from lake_assets.core.schema import diff
     from lake_assets.core.schema_log import SchemaLog
 
@@ -117,10 +150,10 @@ def cmd_schema(args, lake) -> int:
     versions = log.versions()
     if args.action == "accept":
         version = log.accept()
-        print(f"{source.name}: accepted schema version {version.version}: {json.dumps(version.changes)}")
+        print(f"{source.name}: accepted schema version {version.version}: {_changes(version.changes)}")
         return 0
     if not versions:
-        print(f"{source.name}: no schema yet (nothing ingested)")
+        print(f"{source.name}: no schema yet (the warehouse has nothing ingested for it)")
         return 0
     if args.action == "show":
         current = versions[-1]
@@ -131,12 +164,20 @@ def cmd_schema(args, lake) -> int:
             print(f"PENDING (failOnNewColumns): {pending.reason}; accept with `lake schema accept {source.name}`")
     elif args.action == "history":
         for v in versions:
-            print(json.dumps({"version": v.version, "created_at": v.created_at, "reason": v.reason,
-                              "changes": v.changes, "files": v.files[:5]}))
+            files = f" (first in {v.files[0]}{f' and {len(v.files) - 1} more' if len(v.files) > 1 else ''})" \
+                if v.files else ""
+            print(f"version {v.version}  {v.created_at}  {v.reason}: {_changes(v.changes)}{files}")
     elif args.action == "diff":
-        old = versions[args.old if args.old is not None else max(0, len(versions) - 2)]
-        new = versions[args.new if args.new is not None else -1]
-        print(json.dumps({"from": old.version, "to": new.version, **diff(old.schema, new.schema).as_dict()}, indent=1))
+        if len(versions) == 1 and args.old is None and args.new is None:
+            print(f"{source.name}: only one schema version ({versions[0].version}), nothing to compare yet")
+            return 0
+        numbers = [v.version for v in versions]
+        old, new = (args.old if args.old is not None else numbers[-2]), (args.new if args.new is not None else numbers[-1])
+        for n in (old, new):
+            if n not in numbers:
+                raise OperatorError(f"{source.name} has no schema version {n} (versions: {numbers[0]}..{numbers[-1]})")
+        changes = diff(versions[numbers.index(old)].schema, versions[numbers.index(new)].schema).as_dict()
+        print(f"{source.name} schema version {old} -> {new}: {_changes(changes)}")
     return 0
 
 
@@ -144,7 +185,8 @@ def cmd_promote(args, lake) -> int:
     from lake_assets.core.promote import promote
 
     done = promote(_spark(lake), lake, lake.source(args.source), args.path, args.type)
-    print(json.dumps(done.__dict__))
+    print(f"{args.source}: {done.path} is now a {done.type} column (schema version {done.schema_version}); "
+          f"{done.rows_moved} row(s) moved out of the rescued data, {done.rows_left} left there (value does not fit)")
     return 0
 
 
@@ -157,7 +199,7 @@ def cmd_demo(args, lake) -> int:
 def cmd_dev(args, lake) -> int:
     from lake_assets.demo.run import run_dev
 
-    return run_dev(args.port)
+    return run_dev(args.port, s3=args.s3)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("source", nargs="?")
         p.set_defaults(func=func)
+        if name == "status":
+            p.add_argument("--json", action="store_true", help="print the status as JSON")
     p = sub.add_parser("reset", help="empty a source's bronze table, ledger and schema log (history kept)")
     p.add_argument("source")
     p.add_argument("--confirm", help="the source name again")
@@ -199,30 +243,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="field path, e.g. device.fw.patch")
     p.add_argument("--type", help="column type (Spark DDL, e.g. BIGINT); default: inferred from the rescued values")
     p.set_defaults(func=cmd_promote)
-    sub.add_parser("demo", help="run the demo: local S3, demo data, the whole pipeline, a summary") \
-        .set_defaults(func=cmd_demo)
-    p = sub.add_parser("dev", help="the demo stack plus `dagster dev` (Ctrl-C stops both)")
+    sub.add_parser("demo", help="run the demo into ./.lake/demo: demo data, the whole pipeline, a summary") \
+        .set_defaults(func=cmd_demo, offline=True)
+    p = sub.add_parser("dev", help="`dagster dev` on the demo lake in ./.lake/demo (Ctrl-C stops it)")
     p.add_argument("--port", type=int, default=3000)
-    p.set_defaults(func=cmd_dev)
+    p.add_argument("--s3", action="store_true", help="instead: fresh demo data on a local (in-memory) S3 server")
+    p.set_defaults(func=cmd_dev, offline=True)
     return parser
+
+
+def _fail(command: str, message: str) -> int:
+    for line in message.splitlines() or [""]:
+        print(f"lake {command}: {line}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from lake_assets.core.bronze import IngestError
-    from lake_assets.core.operations import OperatorError
-    from lake_assets.core.promote import PromoteError
-    from lake_assets.core.schema import SchemaError
-    from lake_assets.engine import EngineError
-    from lake_assets.storage import StorageError
-
     try:
         lake = load_config(args.config)
+        if not getattr(args, "offline", False):
+            # Reach the warehouse first: an unreachable endpoint, missing credentials or a missing
+            # bucket is one message here, not an engine traceback later (or a wrong "nothing ingested").
+            from lake_assets.storage import check_bucket
+
+            check_bucket(lake.warehouse, "warehouse")
         return args.func(args, lake)
-    except (ConfigError, OperatorError, IngestError, StorageError, EngineError, LookupError, PromoteError,
-            SchemaError) as exc:
-        print(f"lake {args.command}: {exc}", file=sys.stderr)
-        return 2
+    except (LakeError, LookupError) as exc:
+        return _fail(args.command, str(exc))
+    except Exception as exc:
+        message = outside_error(exc)
+        if message is None:
+            raise
+        return _fail(args.command, message)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lake_assets.core.schema import SchemaError, parse_hints
+from lake_assets.errors import LakeError
 
 DEMO_CONFIG = Path(__file__).parent / "demo" / "lake.yaml"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 EVOLUTION_MODES = ("addNewColumns", "rescue", "failOnNewColumns", "none")
 
 
-class ConfigError(ValueError):
+class ConfigError(LakeError, ValueError):
     """The lake config is wrong; the message names the file, the key and what was expected."""
 
 

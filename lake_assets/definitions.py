@@ -4,6 +4,8 @@ Loading reads and validates the lake YAML only; no Spark, no S3 calls."""
 
 from __future__ import annotations
 
+import logging
+import os
 import warnings
 
 from dagster import BetaWarning, Definitions, PreviewWarning
@@ -20,6 +22,13 @@ from lake_assets.orchestration.silver_gold import gold_asset, silver_asset
 # Partitioned asset checks and backfill policies are marked beta/preview; we rely on them knowingly.
 warnings.filterwarnings("ignore", category=BetaWarning)
 warnings.filterwarnings("ignore", category=PreviewWarning)
+# pyspark keeps its Spark Connect logger disabled unless SPARK_CONNECT_LOG_LEVEL is set, but Dagster's
+# logging.config.dictConfig re-enables every existing logger, which then prints each handled gRPC
+# error (e.g. "is this a Delta table yet?") as a JSON record. Keep it quiet, as pyspark intends.
+if "SPARK_CONNECT_LOG_LEVEL" not in os.environ:
+    from pyspark.sql.connect.logging import logger as _spark_connect_logger
+
+    _spark_connect_logger.setLevel(logging.CRITICAL)
 
 
 def build_definitions(config_path: str | None = None) -> Definitions:

@@ -8,13 +8,14 @@ import os
 import threading
 
 from lake_assets.config import EngineConfig
+from lake_assets.errors import LakeError
 
 _lock = threading.Lock()
 _server = None
 _sessions: dict[str, object] = {}
 
 
-class EngineError(RuntimeError):
+class EngineError(LakeError, RuntimeError):
     pass
 
 

@@ -27,11 +27,13 @@ import time
 import urllib.error
 import urllib.request
 
+from lake_assets.errors import LakeError
+
 HOST = "127.0.0.1"
 _running: set[LocalS3] = set()
 
 
-class LocalS3Error(RuntimeError):
+class LocalS3Error(LakeError, RuntimeError):
     """The local S3 server did not start."""
 
 

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from lake_assets.errors import LakeError
+
 _local = threading.local()
 
 
-class StorageError(RuntimeError):
+class StorageError(LakeError, RuntimeError):
     """A storage call failed; the message says what, where and what to do."""
 
 

@@ -27,6 +27,7 @@ from lake_assets.core.partitions import landing_date
 from lake_assets.core.schema import SchemaDiff, diff, evolve, merge_types, subsumes
 from lake_assets.core.schema_log import SchemaLog
 from lake_assets.engine import is_embedded
+from lake_assets.errors import LakeError
 
 AUDIT_COLUMNS = ("_source_file", "_line", "_ingested_at", "_batch_id", "_landing_date")
 PARTITION_COLUMN = "_landing_date"
@@ -38,7 +39,7 @@ QUARANTINE_SCHEMA = T.StructType([
 ])
 
 
-class IngestError(RuntimeError):
+class IngestError(LakeError, RuntimeError):
     """Ingestion stopped; the message says why and what to do."""
 
 

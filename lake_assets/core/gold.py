@@ -17,11 +17,12 @@ from pyspark.sql import types as T
 from lake_assets import storage
 from lake_assets.config import LakeConfig, GoldConfig
 from lake_assets.core import silver, tables
+from lake_assets.errors import LakeError
 
 PARTITION_COLUMN = "_partition_date"
 
 
-class GoldError(RuntimeError):
+class GoldError(LakeError, RuntimeError):
     """A gold run stopped; the message says why."""
 
 

@@ -16,10 +16,11 @@ from lake_assets.core.bronze import Layout, ingest, list_landing
 from lake_assets.core.delta_meta import table_version
 from lake_assets.core.ledger import COMMITTED, RELEASED, Ledger, is_stale, this_owner
 from lake_assets.core.schema_log import SchemaLog
+from lake_assets.errors import LakeError
 from lake_assets.storage import FileInfo
 
 
-class OperatorError(ValueError):
+class OperatorError(LakeError, ValueError):
     """Bad operator input; nothing was changed."""
 
 

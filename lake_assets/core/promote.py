@@ -20,12 +20,13 @@ from lake_assets.core.records import Fitter
 from lake_assets.core.schema import Inferrer, apply_hints, drop_unknown, parse_type
 from lake_assets.core.schema_log import SchemaLog
 from lake_assets.core.typed_rows import arrow_value, declared_schema
+from lake_assets.errors import LakeError
 
 _MOVED_KEYS = [T.StructField(PARTITION_COLUMN, T.StringType()), T.StructField("_source_file", T.StringType()),
                T.StructField("_line", T.LongType()), T.StructField("new_rescued", T.StringType())]
 
 
-class PromoteError(ValueError):
+class PromoteError(LakeError, ValueError):
     pass
 
 

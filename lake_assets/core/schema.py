@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import types as T
 
+from lake_assets.errors import LakeError
+
 # Characters Delta (without column mapping) rejects in column names.
 INVALID_NAME_CHARS = re.compile(r"[ ,;{}()\n\t=]")
 
@@ -20,7 +22,7 @@ NUMERIC_RANK = {T.ByteType: 1, T.ShortType: 2, T.IntegerType: 3, T.LongType: 4,
                 T.FloatType: 5, T.DoubleType: 6}
 
 
-class SchemaError(ValueError):
+class SchemaError(LakeError, ValueError):
     """A schema hint or schema document that cannot be understood."""
 
 

@@ -27,13 +27,14 @@ from pyspark.sql import types as T
 from lake_assets import storage
 from lake_assets.config import LakeConfig, SilverConfig
 from lake_assets.core import bronze, tables
+from lake_assets.errors import LakeError
 
 PARTITION_COLUMN = bronze.PARTITION_COLUMN  # silver tables are partitioned like bronze: by landing date
 LINEAGE = (PARTITION_COLUMN, "_source_file", "_line")  # kept on every silver row; also the tie-break
 FAILED_COLUMN = "_failed_expectations"
 
 
-class SilverError(RuntimeError):
+class SilverError(LakeError, RuntimeError):
     """A silver run stopped; the message says why."""
 
 

@@ -1,17 +1,97 @@
-"""`lake demo` and `lake dev`: the bundled demo lake on a local S3 server, end to end."""
+"""`lake demo` and `lake dev`: the bundled demo lake, end to end.
+
+`lake demo` (re)creates the demo lake in `./.lake/demo` (`$LAKE_DEMO_HOME` if set): a copy of the
+bundled config whose landing and warehouse are local folders next to it, three days of drifting
+telemetry, and a Dagster instance (`dagster_home/`) that records every run. It stays there, so the
+`lake` command (with LAKE_CONFIG pointing at it) and `lake dev`'s UI show its tables, checks and
+history afterwards. `lake dev --s3` serves fresh demo data from an in-memory local S3 server instead."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+import shlex
+import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from lake_assets.config import DEMO_CONFIG, load_config
 from lake_assets.demo.data import land_demo_data
 from lake_assets.localstack import LocalS3
 
 DEMO_DAYS = 3
+
+DAGSTER_YAML = """\
+# One run at a time per source pool (bronze assets use pool lake_bronze_<source>); the ledger keeps
+# concurrent runs safe anyway, this just avoids them waiting on each other's claims.
+concurrency:
+  pools:
+    default_limit: 1
+# Runs log INFO and up (not every DEBUG event) to the console and the run's event log.
+python_logs:
+  python_log_level: INFO
+"""
+
+
+def demo_days(days: int = DEMO_DAYS) -> list[dt.date]:
+    """The demo's landing days: `days` days ending today (UTC)."""
+    last = dt.datetime.now(dt.timezone.utc).date()
+    return [last - dt.timedelta(days=days - 1 - i) for i in range(days)]
+
+
+def demo_home() -> Path:
+    return Path(os.environ.get("LAKE_DEMO_HOME") or Path.cwd() / ".lake" / "demo").resolve()
+
+
+def write_dagster_home(home: Path) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    return home
+
+
+def create_demo_lake(home: Path, days: int = DEMO_DAYS, records_per_day: int = 200) -> Path:
+    """A fresh local demo lake in `home`: its lake.yaml (the bundled demo config with local landing
+    and warehouse), the landed demo data and an empty Dagster home. Returns the config path."""
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    text = DEMO_CONFIG.read_text()
+    text = re.sub(r"(?m)^landing: .*$", "landing: landing", text)
+    text = re.sub(r"(?m)^warehouse: .*$", "warehouse: warehouse", text)
+    config = home / "lake.yaml"
+    config.write_text(f"# Written by `lake demo` from {DEMO_CONFIG.name}; landing and warehouse are the folders "
+                      f"next to this file.\n{text}")
+    lake = load_config(config)
+    land_demo_data(lake.landing, demo_days(days)[0], days=days, records_per_day=records_per_day)
+    write_dagster_home(home / "dagster_home")
+    return config
+
+
+def use_demo_lake(home: Path) -> dict[str, str]:
+    """Point this process (and its children) at the demo lake in `home`; the environment set."""
+    env = {"LAKE_CONFIG": str(home / "lake.yaml"), "DAGSTER_HOME": str(home / "dagster_home")}
+    os.environ.update(env)
+    return env
+
+
+def env_line(env: dict[str, str]) -> str:
+    return "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+
+
+def lake_command() -> str:
+    """How to call this `lake` from the current folder: `lake` if that is what PATH finds."""
+    here = Path(sys.executable).parent / "lake"
+    found = shutil.which("lake")
+    if found and Path(found).resolve() == here.resolve():
+        return "lake"
+    try:
+        return str(here.relative_to(Path.cwd()))
+    except ValueError:
+        return str(here)
 
 
 def start_demo_stack(days: int = DEMO_DAYS, records_per_day: int = 200) -> tuple[LocalS3, list[str], list[str]]:
@@ -21,9 +101,9 @@ def start_demo_stack(days: int = DEMO_DAYS, records_per_day: int = 200) -> tuple
     s3.apply_env()
     lake = load_config(DEMO_CONFIG)
     s3.create_buckets(lake.landing, lake.warehouse)
-    first = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=days - 1)
+    first = demo_days(days)[0]
     written = land_demo_data(lake.landing, first, days=days, records_per_day=records_per_day)
-    partitions = [(first + dt.timedelta(days=i)).isoformat() for i in range(days)]
+    partitions = [day.isoformat() for day in demo_days(days)]
     return s3, written, partitions
 
 
@@ -31,80 +111,93 @@ def run_demo() -> int:
     from dagster import DagsterInstance
 
     from lake_assets.definitions import build_definitions
-    from lake_assets.engine import spark_session
+    from lake_assets.demo import report
 
-    s3, written, partitions = start_demo_stack()
-    lake = load_config(DEMO_CONFIG)
-    print(f"local S3 at {s3.endpoint}: landed {len(written)} files under {lake.landing}/telemetry/ "
-          f"for {partitions[0]}..{partitions[-1]}")
-    defs = build_definitions(str(DEMO_CONFIG))
-    job = defs.resolve_implicit_global_asset_job_def()
-    instance = DagsterInstance.ephemeral()
+    home = demo_home()
+    print(f"demo lake: {home} (made anew by each `lake demo`)", flush=True)
+    config = create_demo_lake(home)
+    env = use_demo_lake(home)
+    lake = load_config(config)
+    days = [day.isoformat() for day in demo_days()]
+    print(f"landed {DEMO_DAYS} days of telemetry ({days[0]}..{days[-1]}) under {lake.landing}/telemetry/", flush=True)
+    job = build_definitions(str(config)).resolve_implicit_global_asset_job_def()
     blocked = []
-    for partition in partitions:
-        result = job.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False,
-                                        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
-        print(f"\n== partition {partition}: run {'succeeded' if result.success else 'stopped by a failed check'}")
-        if not result.success:
-            blocked.append(partition)
-        for event in result.all_events:
-            if event.event_type_value == "ASSET_MATERIALIZATION":
-                mat = event.materialization
-                meta = {k: v.value for k, v in mat.metadata.items()
-                        if k in ("files", "rows", "malformed", "rescued_rows", "delta_version", "schema_version",
-                                 "rows_written", "quarantined")}
-                print(f"  materialized {mat.asset_key.to_user_string()}: {meta}")
-            elif event.event_type_value == "ASSET_CHECK_EVALUATION":
-                check = event.event_specific_data
-                verdict = "passed" if check.passed else f"FAILED ({check.severity.value})"
-                rate = {k: v.value for k, v in check.metadata.items() if k.endswith("_rate")}
-                print(f"  check {check.asset_key.to_user_string()}:{check.check_name} {verdict} {rate}")
-    spark = spark_session(lake.engine)
-    print("\nDelta tables written:")
-    for layer, names in (("bronze", list(lake.sources) + [f"{n}__quarantine" for n in lake.sources]),
-                         ("silver", list(lake.silver)), ("gold", list(lake.gold))):
-        for name in names:
-            uri = f"{lake.warehouse}/{layer}/{name}"
-            try:
-                count = spark.read.format("delta").load(uri).count()
-            except Exception:
-                continue
-            print(f"  {layer}/{name:<28} {count:>6} rows  {uri}")
-    print(f"ingestion state (ledger, schema log): {lake.warehouse}/_state/")
-    if blocked:
-        print(f"\nBlocked: {', '.join(blocked)}. Bronze kept every row, but an ERROR check (here: device.fw.minor "
-              f"arriving as a string, rescued in more than 10 % of rows) stopped silver and gold for that day — "
-              f"write-audit-publish. Inspect with `lake schema history telemetry` and the rescued_data_rate "
-              f"check's top_rescued_paths; raise checks.rescued_rate_error or fix the producer, then rerun the day.")
-    s3.stop()
+    with DagsterInstance.get() as instance:
+        for day in days:
+            result = job.execute_in_process(partition_key=day, instance=instance, raise_on_error=False,
+                                            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
+            print(f"\n== {day}: run {'succeeded' if result.success else 'stopped by a failed check'}")
+            if not result.success:
+                blocked.append(day)
+            report.print_run(result.all_events)
+    report.print_summary(lake, blocked, lake_command(), env_line(env))
     return 0
 
 
-DAGSTER_YAML = """\
-# One run at a time per source pool (bronze assets use pool lake_bronze_<source>); the ledger keeps
-# concurrent runs safe anyway, this just avoids them waiting on each other's claims.
-concurrency:
-  pools:
-    default_limit: 1
-"""
-
-
-def run_dev(port: int = 3000) -> int:
-    """The demo stack plus `dagster dev`, until Ctrl-C."""
-    from pathlib import Path
-
-    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".lake" / "dagster_home")
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
-    s3, written, partitions = start_demo_stack()
-    print(f"local S3 at {s3.endpoint} with {len(written)} demo files ({partitions[0]}..{partitions[-1]}); "
-          f"starting dagster dev on http://127.0.0.1:{port}")
+def run_dev(port: int = 3000, s3: bool = False) -> int:
+    """`dagster dev` on the demo lake (or, with `s3`, on fresh demo data in a local S3 server) until
+    Ctrl-C or SIGTERM; prints the environment a second shell needs to reach the same lake."""
+    server = None
+    if s3:
+        server, _, days = start_demo_stack()
+        env = {"DAGSTER_HOME": str(write_dagster_home(demo_home().parent / "dagster_home_s3"))}
+        os.environ.update(env)
+        env.update(server.env())
+        note = f"fresh demo data for {days[0]}..{days[-1]} in a local S3 server at {server.endpoint} (in memory)"
+    else:
+        home = demo_home()
+        if not (home / "lake.yaml").exists():
+            create_demo_lake(home)
+            note = f"no demo lake yet: landed demo data in {home} (run `lake demo` to see it materialized)"
+        else:
+            note = f"the demo lake in {home}"
+        env = use_demo_lake(home)
+    print(f"lake dev: {note}\nThe UI: http://127.0.0.1:{port}\nFor the `lake` command in another shell:\n"
+          f"  {env_line(env)}", flush=True)
     try:
-        return subprocess.call([sys.executable, "-m", "dagster", "dev", "-m", "lake_assets.definitions",
-                                "-h", "127.0.0.1", "-p", str(port)], env=os.environ.copy())
-    except KeyboardInterrupt:
-        return 0
+        return _run_until_signalled([sys.executable, "-W", "ignore::FutureWarning:click.core", "-m", "dagster",
+                                     "dev", "-m", "lake_assets.definitions", "-h", "127.0.0.1", "-p", str(port)])
     finally:
-        s3.stop()
+        if server is not None:
+            server.stop()
+
+
+def _child_setup() -> None:
+    # Start with default signal handling even when we were started in the background (where SIGINT
+    # is ignored and `dagster dev`, which maps SIGTERM onto SIGINT's handler, would ignore both).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    from lake_assets.localstack import _die_with_parent
+
+    _die_with_parent()
+
+
+def _run_until_signalled(cmd: list[str], grace: float = 60.0) -> int:
+    """Run `cmd` in its own session; SIGINT or SIGTERM to us stops it with one SIGTERM (dagster dev
+    then shuts its webserver and daemon down), killed if it has not stopped `grace` s later."""
+    child = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_child_setup)
+    stopping: float | None = None
+
+    def stop(signum, frame) -> None:
+        nonlocal stopping
+        if stopping is None:
+            stopping = time.monotonic()
+            print(f"lake dev: {signal.Signals(signum).name}, stopping dagster dev", file=sys.stderr, flush=True)
+            child.terminate()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            try:
+                code = child.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                if stopping is not None and time.monotonic() - stopping > grace:
+                    child.kill()
+        return 0 if stopping is not None else code
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for s, handler in previous.items():
+            signal.signal(s, handler)

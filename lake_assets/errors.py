@@ -1,0 +1,43 @@
+"""One base for the errors a user can act on (a wrong config, unreachable storage, bad input), and
+the one place that recognises the engine's and the storage libraries' own errors, so the CLI can
+answer with one line instead of a traceback."""
+
+from __future__ import annotations
+
+import os
+import re
+
+
+class LakeError(Exception):
+    """An error whose message says what went wrong and what to do (the CLI prints it, exit 2)."""
+
+
+def _endpoint() -> str:
+    return os.environ.get("AWS_ENDPOINT_URL") or "the AWS default endpoint"
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
+_NO_CREDENTIALS = re.compile(r"IMDS is disabled|no credentials|NoCredentials|could not load credentials|"
+                             r"missing credentials", re.IGNORECASE)
+_UNREACHABLE = re.compile(r"Connection refused|error trying to connect|dns error|tcp connect error|"
+                          r"failed to connect|Could not connect to the endpoint", re.IGNORECASE)
+
+
+def outside_error(exc: BaseException) -> str | None:
+    """A one-line message for an error raised inside the engine (Spark Connect), boto3 or delta-rs
+    when they reach storage; None for anything else (a bug, which keeps its traceback)."""
+    module = type(exc).__module__ or ""
+    if not module.startswith(("pyspark", "botocore", "boto3", "deltalake", "grpc")):
+        return None
+    text = str(exc)
+    if _NO_CREDENTIALS.search(text) or type(exc).__name__ == "NoCredentialsError":
+        return ("no AWS credentials to reach the lake's S3: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(any value works for a local S3 server)")
+    if _UNREACHABLE.search(text):
+        return f"cannot reach S3 at {_endpoint()}: is the server running? (set AWS_ENDPOINT_URL for a local S3 server)"
+    what = "the engine" if module.startswith(("pyspark", "grpc")) else "storage"
+    return f"{what} failed: {type(exc).__name__}: {_first_line(exc)}"
