@@ -137,24 +137,45 @@ class LakeConfig(_Strict):
 
     @model_validator(mode="after")
     def _names_and_references(self):
-        for section in ("sources", "silver", "gold"):
-            for name in getattr(self, section):
-                if not NAME.match(name):
-                    raise ValueError(f"{section}.{name}: names are lower-case letters, digits and _")
-        for name, silver in self.silver.items():
-            if silver.source not in self.sources:
-                raise ValueError(f"silver.{name}.from: unknown source {silver.source!r} "
-                                 f"(sources: {', '.join(self.sources)})")
-        for name, gold in self.gold.items():
-            for ref in gold.source:
-                if ref not in self.silver:
-                    raise ValueError(f"gold.{name}.from: unknown silver table {ref!r}")
+        problems = _name_and_reference_problems(self.sources, {n: [s.source] for n, s in self.silver.items()},
+                                                {n: g.source for n, g in self.gold.items()})
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def source(self, name: str) -> SourceConfig:
         if name not in self.sources:
             raise ConfigError(f"unknown source {name!r}; sources in {self.file}: {', '.join(self.sources)}")
         return self.sources[name]
+
+
+def _name_and_reference_problems(sources, silver: dict[str, list], gold: dict[str, list]) -> list[str]:
+    """Names that are not lower_snake_case, silver tables reading unknown sources, gold tables
+    reading unknown silver tables."""
+    problems = [f"{section}.{name}: names are lower-case letters, digits and _"
+                for section, names in (("sources", sources), ("silver", silver), ("gold", gold))
+                for name in names if not NAME.match(str(name))]
+    problems += [f"silver.{name}.from: unknown source {ref!r} (sources: {', '.join(map(str, sources))})"
+                 for name, refs in silver.items() for ref in refs if ref not in sources]
+    problems += [f"gold.{name}.from: unknown silver table {ref!r}"
+                 for name, refs in gold.items() for ref in refs if ref not in silver]
+    return problems
+
+
+def _raw_reference_problems(raw: dict) -> list[str]:
+    """The same checks on the raw YAML, so they are reported along with other problems (the model
+    checks references only once every field is valid)."""
+    def section(name: str) -> dict:
+        value = raw.get(name)
+        return value if isinstance(value, dict) else {}
+
+    def refs(entry, many: bool) -> list:
+        ref = entry.get("from") if isinstance(entry, dict) else None
+        return [r for r in (ref if many and isinstance(ref, list) else [ref]) if isinstance(r, str)]
+
+    return _name_and_reference_problems(section("sources"),
+                                        {n: refs(e, False) for n, e in section("silver").items()},
+                                        {n: refs(e, True) for n, e in section("gold").items()})
 
 
 def _with_names(raw: dict) -> dict:
@@ -167,27 +188,45 @@ def _with_names(raw: dict) -> dict:
     return raw
 
 
-def _describe(err: dict) -> str:
-    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+class _YamlLoader(yaml.SafeLoader):
+    """Safe YAML whose dates stay text: the config model parses them, so an impossible date
+    (2026-11-31) is a config error naming its key, not a YAML library traceback."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def _describe(err: dict) -> list[str]:
+    """One line per problem, each `key: what is wrong`."""
+    where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+    prefix = f"{where}: " if where else ""
     if err["type"] == "extra_forbidden":
-        return f"{where}: unknown key"
+        return [f"{where}: unknown key"]
     if err["type"] == "missing":
-        return f"{where}: required key is missing"
-    return f"{where}: {err['msg']} (got {err.get('input')!r})"
+        return [f"{where}: required key is missing"]
+    if err["type"].startswith(("date_", "datetime_")):
+        return [f"{where}: {err.get('input')} is not a valid date (YYYY-MM-DD)"]
+    if err["type"] == "literal_error":
+        return [f"{where}: {err.get('input')!r} is not one of {err['ctx']['expected']}"]
+    if err["type"] == "value_error":  # our validators: the message already names keys where it can
+        return [prefix + part for part in str(err["ctx"]["error"]).split("; ")]
+    return [f"{where}: {err['msg']} (got {err.get('input')!r})"]
 
 
 def parse_config(text: str, file: str = "<string>") -> LakeConfig:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_YamlLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{file}: not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: expected a mapping with landing, warehouse and sources")
     try:
         config = LakeConfig.model_validate({**_with_names(raw), "file": file})
     except ValidationError as exc:
-        problems = "\n  ".join(_describe(e) for e in exc.errors())
-        raise ConfigError(f"{file}: invalid lake config:\n  {problems}") from None
+        problems = [line for e in exc.errors() if e["loc"] for line in _describe(e)] + _raw_reference_problems(raw)
+        raise ConfigError("\n".join(f"{file}: {line}" for line in problems)) from None
     # Local paths are relative to the config file, so a checked-in config works from any cwd.
     base = Path(file).parent if file != "<string>" else Path.cwd()
     return config.model_copy(update={k: _absolute(getattr(config, k), base) for k in ("landing", "warehouse")})

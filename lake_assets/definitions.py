@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
+from pathlib import Path
 
 from dagster import BetaWarning, Definitions, PreviewWarning
 
-from lake_assets.config import load_config
+from lake_assets.config import ConfigError, load_config
 from lake_assets.orchestration.bronze import bronze_asset
 from lake_assets.orchestration.checks import bronze_checks
 from lake_assets.orchestration.jobs import OPERATOR_JOBS
@@ -26,6 +28,7 @@ warnings.filterwarnings("ignore", category=PreviewWarning)
 # logging.config.dictConfig re-enables every existing logger, which then prints each handled gRPC
 # error (e.g. "is this a Delta table yet?") as a JSON record. Keep it quiet, as pyspark intends.
 if "SPARK_CONNECT_LOG_LEVEL" not in os.environ:
+    warnings.filterwarnings("ignore", message=".*pandas >= 3.0.0.*")  # as engine.spark_session does
     from pyspark.sql.connect.logging import logger as _spark_connect_logger
 
     _spark_connect_logger.setLevel(logging.CRITICAL)
@@ -44,4 +47,17 @@ def build_definitions(config_path: str | None = None) -> Definitions:
     )
 
 
-defs = build_definitions()
+def _default_definitions() -> Definitions:
+    try:
+        return build_definitions()
+    except ConfigError as exc:
+        # A one-shot `dagster asset|definitions|job …` command: the config's problems, not an import
+        # traceback ending in them. Servers (dagster dev's code server) keep the error for the UI.
+        if Path(sys.argv[0]).name in ("dagster", "__main__.py") and sys.argv[1:2] in (["asset"], ["definitions"],
+                                                                                        ["job"]):
+            print(f"lake_assets.definitions: cannot load the lake config:\n{exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise
+
+
+defs = _default_definitions()

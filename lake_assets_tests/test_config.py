@@ -89,3 +89,29 @@ def test_lake_config_env_var_wins_over_demo(tmp_path, monkeypatch):
     path.write_text(MINIMAL)
     monkeypatch.setenv("LAKE_CONFIG", str(path))
     assert load_config().file == str(path.resolve())
+
+
+def test_every_problem_at_once_each_naming_file_and_key():
+    text = MINIMAL.replace("start_date: 2026-01-01", "start_date: 2026-11-31").replace(
+        "schema_evolution_mode: addNewColumns", "schema_evolution_mode: sometimes") + (
+        "  Bad-Name: {path: x/, start_date: 2026-01-01}\n"
+        "silver:\n  events: {from: nosuch}\n  latest: {from: telemetry, mode: upsert}\n"
+        "gold:\n  daily: {from: [events, missing], sql: SELECT 1}\n")
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "lake.yaml")
+    assert str(err.value).splitlines() == [
+        "lake.yaml: sources.telemetry.start_date: 2026-11-31 is not a valid date (YYYY-MM-DD)",
+        "lake.yaml: sources.telemetry.schema_evolution_mode: 'sometimes' is not one of 'addNewColumns', 'rescue', "
+        "'failOnNewColumns' or 'none'",
+        "lake.yaml: silver.latest: mode upsert needs keys and sequence_by",
+        "lake.yaml: sources.Bad-Name: names are lower-case letters, digits and _",
+        "lake.yaml: silver.events.from: unknown source 'nosuch' (sources: telemetry, Bad-Name)",
+        "lake.yaml: gold.daily.from: unknown silver table 'missing'",
+    ]
+
+
+def test_dates_stay_typed_and_other_yaml_values_unchanged():
+    lake = parse_config(MINIMAL.replace("path: telemetry/", "path: '2026-01-01/'"), "lake.yaml")
+    source = lake.sources["telemetry"]
+    assert str(source.start_date) == "2026-01-01" and type(source.start_date).__name__ == "date"
+    assert source.path == "2026-01-01/"
