@@ -81,10 +81,9 @@ def print_table(rows: list[dict], columns: tuple[tuple[str, str], ...]) -> None:
     cells = [[str(row[key]) for _, key in columns] for row in rows]
     widths = [max(len(title), *(len(r[i]) for r in cells)) for i, (title, _) in enumerate(columns)]
     numeric = [all(isinstance(row[key], int) or str(row[key]).endswith("%") for row in rows) for _, key in columns]
-    align = lambda text, i: text.rjust(widths[i]) if numeric[i] else text.ljust(widths[i])  # noqa: E731
-    print("  ".join(align(title, i) for i, (title, _) in enumerate(columns)).rstrip())
-    for r in cells:
-        print("  ".join(align(text, i) for i, text in enumerate(r)).rstrip())
+    for line in [[title for title, _ in columns], *cells]:
+        print("  ".join(text.rjust(widths[i]) if numeric[i] else text.ljust(widths[i])
+                        for i, text in enumerate(line)).rstrip())
 
 
 def cmd_status(args, lake) -> int:
@@ -172,7 +171,8 @@ def cmd_schema(args, lake) -> int:
             print(f"{source.name}: only one schema version ({versions[0].version}), nothing to compare yet")
             return 0
         numbers = [v.version for v in versions]
-        old, new = (args.old if args.old is not None else numbers[-2]), (args.new if args.new is not None else numbers[-1])
+        old = args.old if args.old is not None else numbers[max(0, len(numbers) - 2)]
+        new = args.new if args.new is not None else numbers[-1]
         for n in (old, new):
             if n not in numbers:
                 raise OperatorError(f"{source.name} has no schema version {n} (versions: {numbers[0]}..{numbers[-1]})")
