@@ -252,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+READS_LANDING = ("ingest", "reprocess", "status", "repair")
+
+
 def _fail(command: str, message: str) -> int:
     for line in message.splitlines() or [""]:
         print(f"lake {command}: {line}", file=sys.stderr)
@@ -263,10 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         lake = load_config(args.config)
         if not getattr(args, "offline", False):
-            # Reach the warehouse first: an unreachable endpoint, missing credentials or a missing
-            # bucket is one message here, not an engine traceback later (or a wrong "nothing ingested").
+            # Reach the lake first: an unreachable endpoint, missing credentials or a missing bucket
+            # is one message here, not an engine traceback later (or a wrong "nothing ingested").
             from lake_assets.storage import check_bucket
 
+            if args.command in READS_LANDING:
+                check_bucket(lake.landing, "landing")
             check_bucket(lake.warehouse, "warehouse")
         return args.func(args, lake)
     except (LakeError, LookupError) as exc:

@@ -21,17 +21,29 @@ def _first_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + " …"
 
 
+# The last: delta-rs, finding no credentials, asked the instance metadata service (169.254.169.254).
 _NO_CREDENTIALS = re.compile(r"IMDS is disabled|no credentials|NoCredentials|could not load credentials|"
-                             r"missing credentials", re.IGNORECASE)
+                             r"missing credentials|169\.254\.169\.254", re.IGNORECASE)
 _UNREACHABLE = re.compile(r"Connection refused|error trying to connect|dns error|tcp connect error|"
                           r"failed to connect|Could not connect to the endpoint", re.IGNORECASE)
+LIBRARIES = ("pyspark", "botocore", "boto3", "deltalake", "grpc")
+
+
+def _raised_in(exc: BaseException) -> str:
+    """The module of the innermost Python frame the exception passed through."""
+    tb, module = exc.__traceback__, ""
+    while tb is not None:
+        module, tb = tb.tb_frame.f_globals.get("__name__", ""), tb.tb_next
+    return module
 
 
 def outside_error(exc: BaseException) -> str | None:
     """A one-line message for an error raised inside the engine (Spark Connect), boto3 or delta-rs
     when they reach storage; None for anything else (a bug, which keeps its traceback)."""
     module = type(exc).__module__ or ""
-    if not module.startswith(("pyspark", "botocore", "boto3", "deltalake", "grpc")):
+    if isinstance(exc, OSError) and module == "builtins":  # delta-rs raises plain OSErrors: where from?
+        module = _raised_in(exc)
+    if not module.startswith(LIBRARIES):
         return None
     text = str(exc)
     if _NO_CREDENTIALS.search(text) or type(exc).__name__ == "NoCredentialsError":

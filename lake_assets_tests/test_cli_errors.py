@@ -100,8 +100,8 @@ def test_missing_credentials_are_one_line_and_exit_2_for_every_command(tmp_path,
     _assert_one_line(_run_all(s3_config, env), "no AWS credentials", "AWS_ACCESS_KEY_ID")
 
 
-def test_missing_warehouse_bucket_is_one_line(tmp_path, local_s3):
-    config = write_config(tmp_path / "lake.yaml", "s3://no-such-landing", "s3://no-such-lake", """
+def test_missing_warehouse_bucket_is_one_line(tmp_path, buckets):
+    config = write_config(tmp_path / "lake.yaml", buckets[0], "s3://no-such-lake", """
         telemetry: {path: telemetry/, start_date: 2026-01-01}
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -149,3 +149,26 @@ def test_config_error_through_dagster_is_the_problems_not_a_traceback(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert f"{path}: sources.telemetry.start_date: 2026-11-31 is not a valid date" in out.stderr
+
+
+def test_credentials_from_a_profile_file_reach_every_reader(tmp_path, buckets):
+    """boto3, the engine and delta-rs (table versions) all use a ~/.aws-style credentials file."""
+    from lake_assets import storage
+    from lake_assets.demo.data import generate_records, to_ndjson
+
+    landing, warehouse = buckets
+    config = write_config(tmp_path / "lake.yaml", landing, warehouse, """
+        telemetry: {path: telemetry/, start_date: 2026-01-01}
+    """)
+    storage.write_bytes(f"{landing}/telemetry/2026/01/05/part-000.json", to_ndjson(generate_records(7)))
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[default]\naws_access_key_id = test\naws_secret_access_key = test\n")
+    env = {**_no_aws_env(tmp_path), "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"], "AWS_REGION": "us-east-1",
+           "AWS_SHARED_CREDENTIALS_FILE": str(credentials)}
+    ingest = subprocess.run([sys.executable, "-m", "lake_assets.cli", "--config", config, "ingest", "telemetry",
+                             "--date", DAY], env=env, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert ingest.returncode == 0, ingest.stderr[-3000:]
+    status = _run_all(config, env, [["status", "--json"]])["status --json"]
+    assert status.returncode == 0, status.stderr
+    facts = json.loads(status.stdout)
+    assert facts["records"] == 7 and facts["table_version"] is not None

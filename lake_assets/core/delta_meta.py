@@ -16,6 +16,17 @@ def storage_options(uri: str) -> dict[str, str]:
         if endpoint.startswith("http://"):
             options["AWS_ALLOW_HTTP"] = "true"
     options["AWS_S3_ALLOW_UNSAFE_RENAME"] = "true"
+    if not os.environ.get("AWS_ACCESS_KEY_ID"):
+        # delta-rs takes credentials from the environment only, else asks the instance metadata
+        # service: hand it what boto3 resolved (a profile in ~/.aws, SSO, …), the identity the rest uses.
+        import boto3
+
+        credentials = boto3.Session().get_credentials()
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            options.update(AWS_ACCESS_KEY_ID=frozen.access_key, AWS_SECRET_ACCESS_KEY=frozen.secret_key)
+            if frozen.token:
+                options["AWS_SESSION_TOKEN"] = frozen.token
     return options
 
 
