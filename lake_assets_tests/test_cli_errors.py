@@ -172,3 +172,13 @@ def test_credentials_from_a_profile_file_reach_every_reader(tmp_path, buckets):
     assert status.returncode == 0, status.stderr
     facts = json.loads(status.stdout)
     assert facts["records"] == 7 and facts["table_version"] is not None
+
+
+def test_demo_never_replaces_a_folder_that_is_not_a_demo_lake(tmp_path):
+    keep = tmp_path / "mine" / "notes.txt"
+    keep.parent.mkdir()
+    keep.write_text("precious")
+    out = subprocess.run([sys.executable, "-m", "lake_assets.cli", "demo"], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "LAKE_DEMO_HOME": str(keep.parent)}, timeout=120)
+    assert out.returncode == 2 and "is not empty and holds no demo lake" in out.stderr, out.stderr[-2000:]
+    assert keep.read_text() == "precious" and sorted(keep.parent.iterdir()) == [keep]

@@ -21,9 +21,11 @@ from pathlib import Path
 
 from lake_assets.config import DEMO_CONFIG, load_config
 from lake_assets.demo.data import land_demo_data
+from lake_assets.errors import LakeError
 from lake_assets.localstack import LocalS3
 
 DEMO_DAYS = 3
+MARK = "# Written by `lake demo`"   # the first line of a demo lake's config: only such a folder is replaced
 
 DAGSTER_YAML = """\
 # One run at a time per source pool (bronze assets use pool lake_bronze_<source>); the ledger keeps
@@ -57,14 +59,18 @@ def write_dagster_home(home: Path) -> Path:
 def create_demo_lake(home: Path, days: int = DEMO_DAYS, records_per_day: int = 200) -> Path:
     """A fresh local demo lake in `home`: its lake.yaml (the bundled demo config with local landing
     and warehouse), the landed demo data and an empty Dagster home. Returns the config path."""
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
+    config = home / "lake.yaml"
+    if home.exists() and any(home.iterdir()):
+        if not (config.exists() and config.read_text().startswith(MARK)):
+            raise LakeError(f"{home} is not empty and holds no demo lake: not replacing it (set LAKE_DEMO_HOME "
+                            f"to a new folder)")
+        shutil.rmtree(home)
+    home.mkdir(parents=True, exist_ok=True)
     text = DEMO_CONFIG.read_text()
     text = re.sub(r"(?m)^landing: .*$", "landing: landing", text)
     text = re.sub(r"(?m)^warehouse: .*$", "warehouse: warehouse", text)
-    config = home / "lake.yaml"
-    config.write_text(f"# Written by `lake demo` from {DEMO_CONFIG.name}; landing and warehouse are the folders "
-                      f"next to this file.\n{text}")
+    config.write_text(f"{MARK} from {DEMO_CONFIG.name}; landing and warehouse are the folders next to this file.\n"
+                      f"{text}")
     lake = load_config(config)
     land_demo_data(lake.landing, demo_days(days)[0], days=days, records_per_day=records_per_day)
     write_dagster_home(home / "dagster_home")
@@ -114,8 +120,8 @@ def run_demo() -> int:
     from lake_assets.demo import report
 
     home = demo_home()
-    print(f"demo lake: {home} (made anew by each `lake demo`)", flush=True)
     config = create_demo_lake(home)
+    print(f"demo lake: {home} (made anew by each `lake demo`)", flush=True)
     env = use_demo_lake(home)
     lake = load_config(config)
     days = [day.isoformat() for day in demo_days()]
