@@ -107,10 +107,9 @@ def start_demo_stack(days: int = DEMO_DAYS, records_per_day: int = 200) -> tuple
     s3.apply_env()
     lake = load_config(DEMO_CONFIG)
     s3.create_buckets(lake.landing, lake.warehouse)
-    first = demo_days(days)[0]
-    written = land_demo_data(lake.landing, first, days=days, records_per_day=records_per_day)
-    partitions = [day.isoformat() for day in demo_days(days)]
-    return s3, written, partitions
+    dates = demo_days(days)
+    written = land_demo_data(lake.landing, dates[0], days=days, records_per_day=records_per_day)
+    return s3, written, [day.isoformat() for day in dates]
 
 
 def run_demo() -> int:
@@ -143,13 +142,14 @@ def run_demo() -> int:
 def run_dev(port: int = 3000, s3: bool = False) -> int:
     """`dagster dev` on the demo lake (or, with `s3`, on fresh demo data in a local S3 server) until
     Ctrl-C or SIGTERM; prints the environment a second shell needs to reach the same lake."""
-    server = None
+    server, line = None, ""
     if s3:
         server, _, days = start_demo_stack()
         env = {"DAGSTER_HOME": str(write_dagster_home(demo_home().parent / "dagster_home_s3"))}
         os.environ.update(env)
         env.update(server.env())
         note = f"fresh demo data for {days[0]}..{days[-1]} in a local S3 server at {server.endpoint} (in memory)"
+        line = "unset LAKE_CONFIG; "  # the bundled demo config: its lake is in that server
     else:
         home = demo_home()
         if not (home / "lake.yaml").exists():
@@ -159,7 +159,7 @@ def run_dev(port: int = 3000, s3: bool = False) -> int:
             note = f"the demo lake in {home}"
         env = use_demo_lake(home)
     print(f"lake dev: {note}\nThe UI: http://127.0.0.1:{port}\nFor the `lake` command in another shell:\n"
-          f"  {env_line(env)}", flush=True)
+          f"  {line}{env_line(env)}", flush=True)
     try:
         return _run_until_signalled([sys.executable, "-W", "ignore::FutureWarning:click.core", "-m", "dagster",
                                      "dev", "-m", "lake_assets.definitions", "-h", "127.0.0.1", "-p", str(port)])
