@@ -146,3 +146,37 @@ def test_lake_dev_shows_the_demo_and_stops_cleanly(demo, signum, background):
     while _alive(children) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not _alive(children), f"left running: {_alive(children)}\n{output[-3000:]}"
+
+
+@pytest.mark.slow
+def test_lake_dev_s3_prints_the_line_a_second_shell_needs(tmp_path):
+    port = _free_port()
+    dev = subprocess.Popen([sys.executable, "-m", "lake_assets.cli", "dev", "--s3", "--port", str(port)], cwd=tmp_path,
+                           env=_base_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        while not (lines and "export " in lines[-1]):
+            lines.append(dev.stdout.readline())
+            assert lines[-1], "".join(lines)
+        line = lines[-1].strip()
+        assert line.startswith("unset LAKE_CONFIG; export "), line
+        env = _env_from(line.removeprefix("unset LAKE_CONFIG; "))
+        assert {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
+                "AWS_ALLOW_HTTP"} <= set(env), env
+        second_shell = {k: v for k, v in _base_env().items() if not k.startswith("AWS_")}
+        status = _lake("status", "telemetry", "--json", cwd=tmp_path, env={**second_shell, **env})
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["files"]["pending"] == 12      # the demo's files, in that server
+        _wait_http(port, time.monotonic() + 180)
+        children = _descendants(dev.pid)
+        dev.send_signal(signal.SIGTERM)
+        dev.communicate(timeout=90)
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+            dev.communicate()
+    assert dev.returncode == 0
+    deadline = time.monotonic() + 30
+    while _alive(children) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _alive(children), _alive(children)     # dagster dev and the S3 server
