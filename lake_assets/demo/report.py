@@ -54,26 +54,29 @@ def print_run(events) -> None:
         print(f"  check {name:<{width}}  {verdict:<6} {said}".rstrip())
 
 
-def _delta_rows(uri: str) -> int | None:
-    from deltalake import DeltaTable
+def _query(uri: str, sql: str) -> list[dict] | None:
+    """Rows of `sql` over the Delta table at `uri` (as `t`), read by delta-rs; None if no table.
+    (QueryBuilder, not to_pyarrow_*: those make the process abort at exit, see ENGINE.md.)"""
+    import pyarrow as pa
+    from deltalake import DeltaTable, QueryBuilder
 
     if not DeltaTable.is_deltatable(uri):
         return None
-    return DeltaTable(uri).to_pyarrow_dataset().count_rows()
+    return pa.table(QueryBuilder().register("t", DeltaTable(uri)).execute(sql).read_all()).to_pylist()
+
+
+def _delta_rows(uri: str) -> int | None:
+    rows = _query(uri, "SELECT count(*) AS n FROM t")
+    return None if rows is None else rows[0]["n"]
 
 
 def _rescued_rows(lake: LakeConfig, source: str) -> list[dict]:
-    import pyarrow.dataset as ds
-    from deltalake import DeltaTable
-
     from lake_assets.core.bronze import Layout
 
-    uri, column = Layout(lake.warehouse, source).bronze, lake.sources[source].rescued_data_column
-    if not DeltaTable.is_deltatable(uri):
-        return []
-    table = DeltaTable(uri).to_pyarrow_dataset().to_table(filter=ds.field(column).is_valid(),
-                                                          columns=[column, "_source_file", "_line"])
-    return [{**row, "rescued": json.loads(row[column])} for row in table.to_pylist()]
+    column = lake.sources[source].rescued_data_column
+    rows = _query(Layout(lake.warehouse, source).bronze,
+                  f"SELECT {column}, _source_file, _line FROM t WHERE {column} IS NOT NULL ORDER BY _source_file, _line")
+    return [{**row, "rescued": json.loads(row[column])} for row in rows or []]
 
 
 def promotable(lake: LakeConfig, source: str, rows: list[dict]) -> str | None:
