@@ -151,6 +151,7 @@ def test_config_error_through_dagster_is_the_problems_not_a_traceback(tmp_path):
     assert f"{path}: sources.telemetry.start_date: 2026-11-31 is not a valid date" in out.stderr
 
 
+@pytest.mark.slow
 def test_credentials_from_a_profile_file_reach_every_reader(tmp_path, buckets):
     """boto3, the engine and delta-rs (table versions) all use a ~/.aws-style credentials file."""
     from lake_assets import storage
