@@ -52,10 +52,11 @@ class Run:
 
 
 class Lake:
-    def __init__(self, root: Path, **source_options):
+    def __init__(self, root: Path, warehouse: str | None = None, **source_options):
+        """`warehouse`: an s3:// URI for the tables (default: a local folder under `root`)."""
         self.root = Path(root)
         self.landing = self.root / "land"
-        self.warehouse = self.root / "wh"
+        self.warehouse = warehouse or self.root / "wh"
         self.landing.mkdir(parents=True, exist_ok=True)
         self.config = self.root / "lake.yaml"
         self.write_config(**source_options)
@@ -65,7 +66,8 @@ class Lake:
     def write_config(self, **source_options) -> None:
         options = {"path": f"{SOURCE}/", "start_date": DAY1, **source_options}
         body = "".join(f"    {k}: {v}\n" for k, v in options.items())
-        self.config.write_text(f"landing: land\nwarehouse: wh\nsources:\n  {SOURCE}:\n{body}")
+        warehouse = self.warehouse if isinstance(self.warehouse, str) else "wh"
+        self.config.write_text(f"landing: land\nwarehouse: {warehouse}\nsources:\n  {SOURCE}:\n{body}")
         try:  # in-process users of load_config must see the new text
             from lake_assets.config import _load_cached
             _load_cached.cache_clear()
@@ -160,25 +162,36 @@ class Lake:
 
     # ------------------------------------------------------------------ reading state (delta-rs)
 
-    @property
-    def bronze_path(self) -> Path:
-        return self.warehouse / "bronze" / SOURCE
+    def _under_warehouse(self, *parts: str) -> Path | str:
+        if isinstance(self.warehouse, str):
+            return "/".join([self.warehouse.rstrip("/"), *parts])
+        return self.warehouse.joinpath(*parts)
 
     @property
-    def quarantine_path(self) -> Path:
-        return self.warehouse / "bronze" / f"{SOURCE}__quarantine"
+    def bronze_path(self) -> Path | str:
+        return self._under_warehouse("bronze", SOURCE)
 
     @property
-    def ledger_path(self) -> Path:
-        return self.warehouse / "_state" / SOURCE / "ledger"
+    def quarantine_path(self) -> Path | str:
+        return self._under_warehouse("bronze", f"{SOURCE}__quarantine")
+
+    @property
+    def ledger_path(self) -> Path | str:
+        return self._under_warehouse("_state", SOURCE, "ledger")
 
     @staticmethod
-    def table(path: Path):
+    def table(path: Path | str):
         from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
 
-        if not (path / "_delta_log").exists():
+        from lake_assets.core.delta_meta import storage_options
+
+        if isinstance(path, Path) and not (path / "_delta_log").exists():
             return None
-        return DeltaTable(str(path))
+        try:
+            return DeltaTable(str(path), storage_options=storage_options(str(path)))
+        except TableNotFoundError:
+            return None
 
     def frame(self, path: Path):
         import pandas as pd

@@ -21,6 +21,7 @@ from pyspark.sql import types as T
 from lake_assets import storage
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import reader, tables
+from lake_assets.core.delta_meta import commits_of, table_version
 from lake_assets.core.faults import checkpoint
 from lake_assets.core.ledger import COMMITTED, FAILED, Entry, Ledger, is_stale, this_owner
 from lake_assets.core.partitions import landing_date
@@ -31,6 +32,7 @@ from lake_assets.errors import LakeError
 
 AUDIT_COLUMNS = ("_source_file", "_line", "_ingested_at", "_batch_id", "_landing_date")
 PARTITION_COLUMN = "_landing_date"
+ROW_KEY = (PARTITION_COLUMN, "_source_file", "_line")   # one row per landed line
 QUARANTINE_SCHEMA = T.StructType([
     T.StructField("_source_file", T.StringType()), T.StructField("_line", T.LongType()),
     T.StructField("_raw", T.StringType()), T.StructField("_error", T.StringType()),
@@ -283,14 +285,18 @@ def _load_files(spark, source: SourceConfig, layout: Layout, claimed: list[Plann
     with_malformed = [f for f in readable if scans[f["uri"]]["malformed"] != "[]"]
     if uris and (with_malformed or not fresh):
         bad = reader.malformed_rows(spark, with_malformed, audit)
-        _write(spark, bad, layout.quarantine, fresh, scope, batch_id, QUARANTINE_SCHEMA)
+        before = _write(spark, bad, layout.quarantine, fresh, scope, batch_id, log, QUARANTINE_SCHEMA)
+        if tables.duplicate_keys(spark, layout.quarantine, list(ROW_KEY), "_source_file",
+                                 where=F.col(PARTITION_COLUMN).isin(days) & (F.col("_batch_id") == batch_id)):
+            _undouble(spark, layout.quarantine, batch_id, scope, before, log)
         checkpoint("quarantine_written")
+    before = None
     if uris:
-        _write(spark, rows, layout.bronze, fresh, scope, batch_id)
+        before = _write(spark, rows, layout.bronze, fresh, scope, batch_id, log)
         checkpoint("bronze_written")
 
     # 6. Count what landed per file (from the table itself) and mark the files committed.
-    outcomes = _outcomes(spark, layout, source, batch_id, days, scans, readable)
+    outcomes = _outcomes(spark, layout, source, batch_id, days, scans, readable, scope, before, log)
     outcomes.update({uri: {"status": FAILED, "error": error} for uri, error in failed.items()})
     ledger.finish(batch_id, outcomes)
     checkpoint("committed")
@@ -312,26 +318,57 @@ def _load_files(spark, source: SourceConfig, layout: Layout, claimed: list[Plann
         f"({malformed} malformed, {rescued} with rescued data) -> {layout.bronze}")
 
 
-def _write(spark, df, uri: str, fresh: bool, scope: str, batch_id: str, create_schema=None) -> None:
-    if fresh:
-        tables.retry_conflicts(lambda: tables.append(df, uri, partition_by=PARTITION_COLUMN, metadata=batch_id))
-        return
-    if tables.schema_or_none(spark, uri) is None:
-        tables.add_columns(spark, uri, create_schema, PARTITION_COLUMN, batch_id)
-    tables.retry_conflicts(lambda: tables.replace_rows(spark, df, uri, keys=[PARTITION_COLUMN, "_source_file", "_line"],
-                                                       scope=scope, metadata=batch_id))
+def _write(spark, df, uri: str, fresh: bool, scope: str, batch_id: str, log, create_schema=None) -> int | None:
+    """Append or replace; when the write fails, our own commit (the batch id in its metadata) is
+    looked for first: S3 can apply a PUT and still answer 500, and then the rows are in. Returns
+    the table version before the write."""
+    before = table_version(uri)
+    try:
+        if fresh:
+            tables.retry_conflicts(lambda: tables.append(df, uri, partition_by=PARTITION_COLUMN, metadata=batch_id))
+            return before
+        if tables.schema_or_none(spark, uri) is None:
+            tables.add_columns(spark, uri, create_schema, PARTITION_COLUMN, batch_id)
+        tables.retry_conflicts(lambda: tables.replace_scope(spark, df, uri, keys=list(ROW_KEY), scope=scope,
+                                                            metadata=batch_id))
+    except Exception as exc:
+        if tables.is_commit_conflict(exc) or not (commits_of(uri, batch_id, before) or _has_batch(spark, uri, batch_id)):
+            raise
+        log(f"{uri}: the write of batch {batch_id} failed ({str(exc).splitlines()[0][:200]}) but its commit "
+            f"is in the table: the storage applied it; checking what landed")
+    return before
+
+
+def _has_batch(spark, uri: str, batch_id: str) -> bool:
+    return tables.schema_or_none(spark, uri) is not None and \
+        bool(tables.read(spark, uri).where(F.col("_batch_id") == batch_id).limit(1).collect())
+
+
+def _undouble(spark, uri: str, batch_id: str, scope: str, since: int | None, log) -> None:
+    """Keep one copy of each row of this batch (after an ambiguous commit the engine retried)."""
+    applied = commits_of(uri, batch_id, since)
+    log(f"{uri}: batch {batch_id} landed more rows than it read; its commit is in the history "
+        f"{len(applied)} time(s) (versions {applied}; S3 applied a commit and answered with an error, so the "
+        f"engine committed again): keeping one copy of each row")
+    tables.retry_conflicts(lambda: tables.dedupe(spark, uri, keys=list(ROW_KEY), scope=f"t._batch_id = "
+                                                 f"{tables.sql_string(batch_id)} AND {scope}", metadata=batch_id))
+
+
+def _batch_counts(spark, layout: Layout, source: SourceConfig, batch_id: str, days: list[str]) -> dict:
+    rescued = source.rescued_data_column
+    return {r["_source_file"]: r for r in (tables.read(spark, layout.bronze)
+                                           .where(F.col(PARTITION_COLUMN).isin(days) & (F.col("_batch_id") == batch_id))
+                                           .groupBy("_source_file")
+                                           .agg(F.count("*").alias("records"), F.count(rescued).alias("rescued"))
+                                           .collect())}
 
 
 def _outcomes(spark, layout: Layout, source: SourceConfig, batch_id: str, days: list[str], scans: dict,
-              readable: list[dict]) -> dict[str, dict]:
-    counts = {}
-    if readable:
-        rescued = source.rescued_data_column
-        for r in (tables.read(spark, layout.bronze)
-                  .where(F.col(PARTITION_COLUMN).isin(days) & (F.col("_batch_id") == batch_id))
-                  .groupBy("_source_file")
-                  .agg(F.count("*").alias("records"), F.count(rescued).alias("rescued")).collect()):
-            counts[r["_source_file"]] = r
+              readable: list[dict], scope: str, since: int | None, log) -> dict[str, dict]:
+    counts = _batch_counts(spark, layout, source, batch_id, days) if readable else {}
+    if any(r["records"] > scans[uri]["records"] for uri, r in counts.items() if uri in scans):
+        _undouble(spark, layout.bronze, batch_id, scope, since, log)
+        counts = _batch_counts(spark, layout, source, batch_id, days)
     outcomes = {}
     for f in readable:
         scan, got = scans[f["uri"]], counts.get(f["uri"])
@@ -372,8 +409,6 @@ def bronze_table_schema(data: T.StructType, rescued_column: str) -> T.StructType
 
 
 def _with_table_facts(spark, layout: Layout, result: IngestResult) -> IngestResult:
-    from lake_assets.core.delta_meta import table_version
-
     result.table_version = table_version(layout.bronze)
     schema = tables.schema_or_none(spark, layout.bronze)
     result.schema = schema

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import tables
-from lake_assets.core.bronze import Layout, ingest, list_landing
+from lake_assets.core.bronze import ROW_KEY, Layout, ingest, list_landing
 from lake_assets.core.delta_meta import table_version
 from lake_assets.core.ledger import COMMITTED, RELEASED, Ledger, is_stale, this_owner
 from lake_assets.core.schema_log import SchemaLog
@@ -71,11 +71,12 @@ class Problems:
     missing_rows: list[str] = field(default_factory=list)         # committed, table rows differ
     unknown_batch_rows: dict[str, int] = field(default_factory=dict)  # file -> rows of other batches
     unknown_files: dict[str, int] = field(default_factory=dict)   # rows of files the ledger lacks
+    duplicate_rows: dict[str, int] = field(default_factory=dict)  # file -> extra copies of its lines
 
     @property
     def count(self) -> int:
         return (len(self.orphaned_claims) + len(self.missing_rows) + len(self.unknown_batch_rows)
-                + len(self.unknown_files))
+                + len(self.unknown_files) + len(self.duplicate_rows))
 
     def describe(self) -> list[str]:
         out = [f"orphaned claim (run died): {u}" for u in self.orphaned_claims]
@@ -83,6 +84,8 @@ class Problems:
                 for u in self.missing_rows]
         out += [f"{n} row(s) of an unknown batch for {u}" for u, n in self.unknown_batch_rows.items()]
         out += [f"{n} row(s) from a file the ledger does not know: {u}" for u, n in self.unknown_files.items()]
+        out += [f"{n} duplicate row(s) (the same file and line more than once): {u}"
+                for u, n in self.duplicate_rows.items()]
         return out
 
 
@@ -98,6 +101,9 @@ def validate(spark, lake: LakeConfig, source: SourceConfig) -> Problems:
         problems.missing_rows = sorted(u for u, e in entries.items() if e.status == COMMITTED and e.records)
         return problems
     by_file, quarantined = _counts(spark, layout.bronze), _counts(spark, layout.quarantine)
+    for table in (layout.bronze, layout.quarantine):
+        for uri, extra in tables.duplicate_keys(spark, table, list(ROW_KEY), "_source_file").items():
+            problems.duplicate_rows[uri] = problems.duplicate_rows.get(uri, 0) + extra
     for uri, e in entries.items():
         batches, bad = by_file.get(uri, {}), quarantined.get(uri, {})
         if e.status == COMMITTED:
@@ -126,26 +132,33 @@ def _counts(spark, uri: str) -> dict[str, dict[str, int]]:
 def repair(spark, lake: LakeConfig, source: SourceConfig, log=print) -> Problems:
     """Fix what validate finds; idempotent. Returns what was found before repairing."""
     layout = Layout(lake.warehouse, source.name)
-    found = validate(spark, lake, source)
+    found = problems = validate(spark, lake, source)
+    if found.duplicate_rows:
+        scope = f"t._source_file IN ({', '.join(map(tables.sql_string, found.duplicate_rows))})"
+        for table in (layout.bronze, layout.quarantine):
+            if tables.schema_or_none(spark, table) is not None:
+                tables.retry_conflicts(lambda: tables.dedupe(spark, table, keys=list(ROW_KEY), scope=scope))
+        log(f"removed {sum(found.duplicate_rows.values())} duplicate row(s) of {len(found.duplicate_rows)} file(s)")
+        problems = validate(spark, lake, source)
     ledger = Ledger(spark, layout.ledger)
     entries = ledger.entries()
-    if found.orphaned_claims:
+    if problems.orphaned_claims:
         released = ledger.release_stale(dt.timedelta(minutes=source.claim_timeout_minutes))
         log(f"released {len(released)} orphaned claim(s)")
-    for uri in found.unknown_batch_rows:
+    for uri in problems.unknown_batch_rows:
         keep = entries[uri].batch_id
         for table in (layout.bronze, layout.quarantine):
             if tables.schema_or_none(spark, table) is not None:
                 tables.retry_conflicts(lambda: spark.sql(
                     f"DELETE FROM {tables.ref(table)} WHERE _source_file = {tables.sql_string(uri)} "
                     f"AND _batch_id <> {tables.sql_string(keep)}"))
-        log(f"deleted {found.unknown_batch_rows[uri]} row(s) of stale batches for {uri}")
-    if found.unknown_files:
-        _register_unknown_files(spark, lake, source, layout, ledger, found.unknown_files, log)
-    to_reload = set(found.missing_rows) | set(found.orphaned_claims) | set(found.unknown_files)
+        log(f"deleted {problems.unknown_batch_rows[uri]} row(s) of stale batches for {uri}")
+    if problems.unknown_files:
+        _register_unknown_files(spark, lake, source, layout, ledger, problems.unknown_files, log)
+    to_reload = set(problems.missing_rows) | set(problems.orphaned_claims) | set(problems.unknown_files)
     if to_reload:
         entries = ledger.entries()
-        mismatched = {u: entries[u] for u in found.missing_rows if u in entries}
+        mismatched = {u: entries[u] for u in problems.missing_rows if u in entries}
         for batch in {e.batch_id for e in mismatched.values()}:
             ledger.finish(batch, {u: {"status": RELEASED, "error": "released by repair: rows did not match"}
                                   for u, e in mismatched.items() if e.batch_id == batch})

@@ -52,17 +52,52 @@ def replace_rows(spark, df: DataFrame, uri: str, *, keys: list[str], scope: str,
                  ) -> None:
     """Atomically make the rows matching `scope` (a SQL predicate over the table) equal `df`:
     matched keys are updated, new keys inserted, and rows in scope that `df` lacks deleted."""
+    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    _merge(spark, df, uri, f"ON {on} WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT * "
+                           f"WHEN NOT MATCHED BY SOURCE AND ({scope}) THEN DELETE", metadata)
+
+
+def replace_scope(spark, df: DataFrame, uri: str, *, keys: list[str], scope: str, metadata: str | None = None
+                  ) -> None:
+    """Atomically delete every row matching `scope` (over the table as `t`) and insert `df`: unlike
+    replace_rows, every copy of a key goes, so duplicates from any cause are repaired."""
+    # The equi-join keeps the engine's hash join; `s.key IS NULL` (keys are never NULL) makes no
+    # pair match, so all rows in scope are deleted and every new row inserted once.
+    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys) + f" AND s.`{keys[0]}` IS NULL"
+    _merge(spark, df, uri, f"ON {on} WHEN NOT MATCHED THEN INSERT * "
+                           f"WHEN NOT MATCHED BY SOURCE AND ({scope}) THEN DELETE", metadata)
+
+
+def dedupe(spark, uri: str, *, keys: list[str], scope: str, metadata: str | None = None) -> None:
+    """Keep one copy of each key among the rows matching `scope` (over the table as `t`), in one commit."""
+    replace_scope(spark, read(spark, uri).alias("t").where(scope).dropDuplicates(keys), uri, keys=keys,
+                  scope=scope, metadata=metadata)
+
+
+def duplicate_keys(spark, uri: str, keys: list[str], by: str, where=None) -> dict[str, int]:
+    """{value of column `by` (one of the keys): extra copies} for keys held by more than one row of
+    the table (of the rows matching the `where` column condition, when given)."""
+    if schema_or_none(spark, uri) is None:
+        return {}
+    from pyspark.sql import functions as F
+
+    rows = read(spark, uri) if where is None else read(spark, uri).where(where)
+    out: dict[str, int] = {}
+    for r in (rows.groupBy(*keys).count().where(F.col("count") > 1)
+              .groupBy(by).agg(F.sum(F.col("count") - 1).alias("extra")).collect()):
+        out[r[by]] = int(r["extra"])
+    return out
+
+
+def _merge(spark, df: DataFrame, uri: str, clauses: str, metadata: str | None) -> None:
     view = f"lake_replace_{int(time.time() * 1e6)}"
     df.createOrReplaceTempView(view)
-    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
     # SQL MERGE takes commit metadata only from the session conf (Databricks; Sail ignores it):
     # set it for this statement alone, so later commits do not inherit it.
     if metadata:
         spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", metadata)
     try:
-        spark.sql(f"MERGE INTO {ref(uri)} t USING {view} s ON {on} "
-                  f"WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT * "
-                  f"WHEN NOT MATCHED BY SOURCE AND ({scope}) THEN DELETE")
+        spark.sql(f"MERGE INTO {ref(uri)} t USING {view} s {clauses}")
     finally:
         spark.catalog.dropTempView(view)
         if metadata:
