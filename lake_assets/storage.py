@@ -12,7 +12,6 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from lake_assets.errors import LakeError
 
@@ -48,13 +47,18 @@ def join(base: str, *parts: str) -> str:
     return out
 
 
-def _split(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    return parsed.netloc, parsed.path.lstrip("/")
+def split_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key) of `s3://bucket/key` (or s3a://). The one URI parser: the key is taken verbatim,
+    never URL-parsed or percent-decoded, because S3 keys may hold `?`, `#`, `%`, `+`, spaces and any
+    unicode (urlparse would cut the key at `?` or `#`)."""
+    _, _, rest = uri.partition("://")
+    bucket, _, key = rest.partition("/")
+    return bucket, key
 
 
 def _local_path(uri: str) -> Path:
-    return Path(urlparse(uri).path if uri.startswith("file://") else uri)
+    """A local path, or a `file://` URI taken verbatim (no percent-decoding, as for S3 keys)."""
+    return Path(uri.removeprefix("file://"))
 
 
 def s3_client():
@@ -77,7 +81,7 @@ def s3_client():
 def _explain(exc: Exception, uri: str, action: str) -> StorageError:
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-    bucket, _ = _split(uri)
+    bucket, _ = split_uri(uri)
     if isinstance(exc, EndpointConnectionError):
         endpoint = os.environ.get("AWS_ENDPOINT_URL", "the AWS default endpoint")
         return StorageError(f"cannot reach S3 at {endpoint} to {action} {uri}: is the server running? "
@@ -103,11 +107,11 @@ def _explain(exc: Exception, uri: str, action: str) -> StorageError:
 def list_files(prefix_uri: str, start_after: str | None = None) -> Iterator[FileInfo]:
     """Every file under a prefix, in key order (S3 lexical order; local sorted paths)."""
     if is_s3(prefix_uri):
-        bucket, prefix = _split(prefix_uri)
+        bucket, prefix = split_uri(prefix_uri)
         prefix = prefix.rstrip("/") + "/" if prefix else ""
         kwargs = {"Bucket": bucket, "Prefix": prefix}
         if start_after:
-            kwargs["StartAfter"] = _split(start_after)[1]
+            kwargs["StartAfter"] = split_uri(start_after)[1]
         try:
             for page in s3_client().get_paginator("list_objects_v2").paginate(**kwargs):
                 for obj in page.get("Contents", []):
@@ -132,7 +136,7 @@ def list_files(prefix_uri: str, start_after: str | None = None) -> Iterator[File
 def read_bytes(uri: str, etag: str | None = None) -> bytes:
     """The object's bytes; with `etag`, FileChanged if it is no longer that version."""
     if is_s3(uri):
-        bucket, key = _split(uri)
+        bucket, key = split_uri(uri)
         kwargs = {"Bucket": bucket, "Key": key}
         if etag:
             kwargs["IfMatch"] = etag
@@ -172,7 +176,7 @@ def read_text_lines(uri: str, etag: str | None = None) -> list[bytes]:
 def write_bytes(uri: str, data: bytes, *, only_if_new: bool = False) -> bool:
     """Write an object; with `only_if_new`, return False instead of replacing an existing one."""
     if is_s3(uri):
-        bucket, key = _split(uri)
+        bucket, key = split_uri(uri)
         kwargs = {"Bucket": bucket, "Key": key, "Body": data}
         if only_if_new:
             kwargs["IfNoneMatch"] = "*"
@@ -201,7 +205,7 @@ def write_bytes(uri: str, data: bytes, *, only_if_new: bool = False) -> bool:
 
 def exists(uri: str) -> bool:
     if is_s3(uri):
-        bucket, key = _split(uri)
+        bucket, key = split_uri(uri)
         try:
             s3_client().head_object(Bucket=bucket, Key=key)
             return True
@@ -215,7 +219,7 @@ def exists(uri: str) -> bool:
 
 def delete(uri: str) -> None:
     if is_s3(uri):
-        bucket, key = _split(uri)
+        bucket, key = split_uri(uri)
         try:
             s3_client().delete_object(Bucket=bucket, Key=key)
         except Exception as exc:
@@ -227,7 +231,7 @@ def delete(uri: str) -> None:
 def check_bucket(uri: str, what: str) -> None:
     """Fail early, with one clear message, if the bucket or folder behind `uri` is missing."""
     if is_s3(uri):
-        bucket, _ = _split(uri)
+        bucket, _ = split_uri(uri)
         try:
             s3_client().head_bucket(Bucket=bucket)
         except Exception as exc:

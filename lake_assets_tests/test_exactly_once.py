@@ -332,10 +332,10 @@ def test_file_deleted_after_the_scan_before_the_rows_are_read(tmp_path, monkeypa
     content = victim.read_bytes()
     real = bronze.checkpoint
 
-    def checkpoint(point):
+    def checkpoint(point, files=()):
         if point == "scanned" and victim.exists():
             victim.unlink()
-        real(point)
+        real(point, files)
 
     monkeypatch.setattr(bronze, "checkpoint", checkpoint)
     try:

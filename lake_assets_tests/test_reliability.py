@@ -140,3 +140,163 @@ def test_reprocess_repairs_duplicates_from_any_cause(tmp_path, spark):
     lake.ingest_ok(DAY1)
     lake.assert_exactly_once("overwrite over duplicates")
     lake.assert_valid()
+
+
+# ------------------------------------------------------------------ per-file isolation
+
+def assert_nothing_processing(lake: Lake) -> None:
+    stuck = [e["uri"] for e in lake.ledger() if e["status"] == "processing"]
+    assert not stuck, f"claims left processing after the run ended: {stuck}"
+
+
+def test_a_failing_file_fails_alone_and_the_rest_lands(tmp_path):
+    """An error while loading a batch fails the batch's files in the ledger and retries them one by
+    one: only the poison file stays failed (with its reason and attempts), the others and the later
+    batches land, and no claim stays `processing`."""
+    lake = Lake(tmp_path, max_files_per_run=2)
+    lake.standard_day(DAY1)
+    lake.land(DAY2, "d.json", lines_for("d", 2))
+    b = lake.uri(DAY1, "b.json")
+    r = lake.ingest(DAY1, DAY2, LAKE_FAIL_AT="scanned:b.json")
+    assert r.returncode == 1, str(r)
+    assert list(r.json["failed"]) == [b] and "InjectedFault" in r.json["failed"][b], str(r)
+    assert r.json["files"] == 3
+    assert f"1 file(s) failed (ledger status failed; a rerun tries them again): {b}: InjectedFault" in r.stderr, str(r)
+    lake.assert_exactly_once("poison file", failed={b: "InjectedFault"})
+    assert_nothing_processing(lake)
+    assert {e["uri"]: e["attempts"] for e in lake.ledger()}[b] == 2   # in its batch, then alone
+    lake.assert_valid()
+    lake.ingest_ok(DAY1, DAY2)
+    lake.assert_exactly_once("poison file fixed")
+
+
+def test_a_failure_after_the_schema_only_commit_is_harmless_to_later_runs(tmp_path):
+    """A file with a new field fails right after the table's schema-only commit added the field:
+    later runs load known-shape files, and the failed file too."""
+    lake = Lake(tmp_path)
+    lake.standard_day(DAY1)
+    lake.ingest_ok(DAY1)
+    x = lake.land(DAY2, "x.json", lines_for("x", 3, extra={"deep": {"k": 1}}))
+    r = lake.ingest(DAY2, LAKE_FAIL_AT="table_evolved")
+    assert r.returncode == 1 and list(r.json["failed"]) == [x], str(r)
+    assert "extra" in lake.table(lake.bronze_path).schema().to_arrow().names, "the schema-only commit was not made"
+    assert_nothing_processing(lake)
+    lake.land(DAY2, "k.json", lines_for("k", 2))
+    lake.ingest_ok(DAY2, LAKE_FAIL_AT="table_evolved")
+    lake.assert_exactly_once("after a failure past the schema-only commit")
+    lake.assert_valid()
+
+
+# ------------------------------------------------------------------ keys S3 allows
+
+ODD_NAMES = ["q?x=1.json", "hash#frag.json", "pct%20lit.json", "plus+sign.json", "with space.json",
+             "ünï-çødé.json", "quote'back\\slash.json"]
+
+
+def test_every_key_s3_allows_is_read_on_s3(tmp_path, local_s3, buckets):
+    """Keys with ?, #, %, +, spaces, unicode, quotes and backslashes: listed, read, ingested and
+    recorded under their exact URI (one parser, storage.split_uri; nothing URL-decoded)."""
+    import boto3
+
+    from lake_assets import storage
+    from lake_assets_tests.conftest import write_config
+
+    landing, _ = buckets
+    bucket = storage.split_uri(landing)[0]
+    client = boto3.client("s3")
+    uris = {}
+    for i, name in enumerate(ODD_NAMES):
+        key = f"{SOURCE}/2026/01/01/{name}"
+        client.put_object(Bucket=bucket, Key=key, Body=f'{{"event_id": "k{i}", "n": {i}}}\n'.encode())
+        uris[f"s3://{bucket}/{key}"] = i
+    listed = {f.uri for f in storage.list_files(f"{landing}/{SOURCE}")}
+    assert listed == set(uris)
+    for uri in uris:
+        assert storage.exists(uri) and storage.read_bytes(uri).startswith(b'{"event_id"')
+    lake = Lake(tmp_path)   # its warehouse and readers; the config points the landing at S3
+    config = write_config(tmp_path / "s3-landing.yaml", landing, str(lake.warehouse),
+                          f"{SOURCE}:\n  path: {SOURCE}/\n  start_date: {DAY1}\n")
+    lake.config = config
+    r = lake.run("ingest", SOURCE, "--from", DAY1, "--to", DAY1)
+    assert r.returncode == 0 and r.json["files"] == len(ODD_NAMES), f"{config}\n{r}"
+    got = {(row["_source_file"], int(row["n"])) for row in lake.frame(lake.bronze_path).to_dict("records")}
+    assert got == set(uris.items())
+    assert {e["uri"]: e["status"] for e in lake.ledger()} == {u: "committed" for u in uris}
+
+
+def test_every_key_s3_allows_is_read_locally(tmp_path):
+    lake = Lake(tmp_path)
+    for i, name in enumerate(ODD_NAMES):
+        lake.land(DAY1, name, lines_for(f"odd{i}", 2))
+    r = lake.ingest_ok(DAY1)
+    assert r.json["files"] == len(ODD_NAMES)
+    lake.assert_exactly_once("odd local names")
+    lake.assert_valid()
+
+
+# ------------------------------------------------------------------ poison records
+
+def _nested(depth: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"d": value}
+    return value
+
+
+def test_dotted_names_deep_nesting_and_integers_past_bigint(tmp_path):
+    """Keys with dots at any depth land in their own columns (quoted, never struct access), a dotted
+    key beside a struct of the same prefix keeps both values, a record nested past the limit is
+    quarantined with the reason, and an integer past BIGINT is rescued verbatim while the other
+    rows keep their exact BIGINT values. Every line lands exactly once, in bronze or quarantine."""
+    import json
+
+    from lake_assets.core.records import MAX_NESTING
+
+    lake = Lake(tmp_path)
+    lines = [
+        {"event_id": "p-1", "a": {"b": 10}, "a.b": 20, "CodePipeline.job": {"id": "j1", "data.x": 1},
+         "big": 9223372036854775807},
+        {"event_id": "p-2", "a": {"b": 11}, "a.b": 21, "CodePipeline.job": {"id": "j2"}, "big": -9223372036854775808},
+        {"event_id": "p-3", "deep": _nested(MAX_NESTING + 400)},
+        {"event_id": "p-4", "big": 99999999999999999999, "nest": _nested(MAX_NESTING - 2)},
+        {"event_id": "p-5", "big": 5, "a": {"b": 12, "c.d": {"e": 3}}},
+    ]
+    uri = lake.land(DAY1, "poison.json", lines)
+    lake.land(DAY1, "plain.json", lines_for("k", 2))   # a known-shape file in the same batch
+    r = lake.ingest_ok(DAY1)
+    assert r.json["malformed"] == 1, str(r)
+    df = lake.frame(lake.bronze_path)
+    got = {int(row["_line"]): row for row in df.to_dict("records") if row["_source_file"] == uri}
+    assert sorted(got) == [1, 2, 4, 5]
+    assert [(got[n]["a.b"], got[n]["a"]["b"]) for n in (1, 2)] == [(20, 10), (21, 11)]
+    assert got[1]["CodePipeline.job"] == {"id": "j1", "data.x": 1}
+    assert got[5]["a"]["c.d"] == {"e": 3}
+    # BIGINT stays exact (not DOUBLE; read through Arrow, as pandas would make the column float);
+    # the integer past it is rescued verbatim
+    from deltalake import QueryBuilder
+
+    import pyarrow as pa
+
+    rows = pa.table(QueryBuilder().register("t", lake.table(lake.bronze_path))
+                    .execute(f"select _line, big from t where _source_file = '{uri}'").read_all()).to_pylist()
+    big = {r["_line"]: r["big"] for r in rows}
+    assert big == {1: 9223372036854775807, 2: -9223372036854775808, 4: None, 5: 5}
+    assert json.loads(got[4]["_rescued_data"])["big"] == 99999999999999999999
+    quarantine = {int(q["_line"]): q for q in lake.frame(lake.quarantine_path).to_dict("records")}
+    assert list(quarantine) == [3] and f"nested deeper than {MAX_NESTING} levels" in quarantine[3]["_error"]
+    keys = [(row["_source_file"], int(row["_line"])) for row in df.to_dict("records")]
+    assert len(keys) == len(set(keys)) == 6
+    assert {e["status"] for e in lake.ledger()} == {"committed"}
+    lake.assert_valid()
+
+
+def test_a_rescued_dotted_key_is_backtick_quoted():
+    """The rescued path notation cannot be confused with a dotted key: a key holding a dot is one
+    backtick-quoted segment."""
+    from pyspark.sql import types as T
+
+    from lake_assets.core.records import Fitter
+
+    schema = T.StructType([T.StructField("a", T.StructType([T.StructField("x", T.LongType())]))])
+    _, rescued, _ = Fitter(schema).fit({"a": {"x": 1, "b": 2, "b.c": 3, "q`d.e": 4}, "a.b": 5})
+    assert rescued == {"a.b": 2, "a.`b.c`": 3, "a.`q``d.e`": 4, "`a.b`": 5}

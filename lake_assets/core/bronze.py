@@ -171,22 +171,49 @@ def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, re
             + (f", {result.skipped_busy} claimed by another run" if result.skipped_busy else ""))
     done = 0
     for batch in batches(wanted, source.max_files_per_run, source.max_bytes_per_run)[:max_batches]:
-        batch_id = str(uuid.uuid4())
-        won = ledger.claim(batch_id, this_owner(run_id), [(p.file, p.day, p.seen) for p in batch])
-        result.skipped_busy += len(batch) - len(won)
-        claimed = [p for p in batch if p.file.uri in won]
-        checkpoint("claimed")
-        if claimed:
-            result.batch_ids.append(batch_id)
-            try:
-                _load(spark, source, layout, claimed, batch_id, result, ledger, log)
-            except NewColumnsError as exc:
-                ledger.finish(batch_id, {p.file.uri: {"status": FAILED, "error": str(exc)} for p in claimed})
-                raise
+        _run_batch(spark, source, layout, batch, ledger, run_id, result, log)
         done += len(batch)
         if progress:
             progress(done, len(wanted))
+    if result.failed:
+        log(f"{source.name}: {len(result.failed)} file(s) failed (ledger status failed; a rerun tries them again): "
+            + "; ".join(f"{uri}: {why}" for uri, why in sorted(result.failed.items())[:20]))
     return _with_table_facts(spark, layout, result)
+
+
+def _run_batch(spark, source: SourceConfig, layout: Layout, batch: list[Planned], ledger: Ledger, run_id: str | None,
+               result: IngestResult, log) -> None:
+    """Claim and load one batch. An error fails the batch's files in the ledger (never leaving them
+    `processing`); a batch of several files is then retried file by file, so one poison file fails
+    alone and the rest of the batch lands."""
+    batch_id = str(uuid.uuid4())
+    won = ledger.claim(batch_id, this_owner(run_id), [(p.file, p.day, p.seen) for p in batch])
+    result.skipped_busy += len(batch) - len(won)
+    claimed = [p for p in batch if p.file.uri in won]
+    checkpoint("claimed")
+    if not claimed:
+        return
+    result.batch_ids.append(batch_id)
+    try:
+        _load(spark, source, layout, claimed, batch_id, result, ledger, log)
+        return
+    except NewColumnsError as exc:
+        ledger.finish(batch_id, {p.file.uri: {"status": FAILED, "error": str(exc)} for p in claimed})
+        raise
+    except BaseException as exc:
+        reason = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:500]}"
+        ledger.finish(batch_id, {p.file.uri: {"status": FAILED, "error": reason} for p in claimed})
+        if not isinstance(exc, Exception):
+            raise
+    log(f"batch {batch_id} of {len(claimed)} file(s) failed: {reason}"
+        + ("; retrying its files one by one" if len(claimed) > 1 else ""))
+    if len(claimed) == 1:
+        result.failed[claimed[0].file.uri] = reason
+        return
+    entries = ledger.entries()
+    for p in claimed:
+        _run_batch(spark, source, layout, [Planned(p.file, p.day, entries.get(p.file.uri))], ledger, run_id,
+                   result, log)
 
 
 def batches(planned: list, max_files: int, max_bytes: int) -> list[list]:
@@ -217,7 +244,7 @@ def _load_files(spark, source: SourceConfig, layout: Layout, claimed: list[Plann
     scans = reader.scan(spark, files, keep_parsed=is_embedded(spark))
     failed = {uri: r["error"] for uri, r in scans.items() if r["error"]}
     readable = [f for f in files if f["uri"] not in failed]
-    checkpoint("scanned")
+    checkpoint("scanned", [f["uri"] for f in files])
     log(f"scanned {len(files)} file(s): {sum(r['records'] for r in scans.values())} record(s)"
         + (f", {len(failed)} unreadable" if failed else ""))
 
@@ -261,7 +288,7 @@ def _load_files(spark, source: SourceConfig, layout: Layout, claimed: list[Plann
         tables.retry_conflicts(lambda: tables.add_columns(spark, layout.bronze, bronze_schema, PARTITION_COLUMN,
                                                           batch_id))
         table_schema = tables.schema_or_none(spark, layout.bronze)
-        checkpoint("table_evolved")
+        checkpoint("table_evolved", [f["uri"] for f in files])
     data_schema = T.StructType([f for f in table_schema.fields
                                 if f.name not in AUDIT_COLUMNS and f.name != source.rescued_data_column])
 
@@ -289,11 +316,11 @@ def _load_files(spark, source: SourceConfig, layout: Layout, claimed: list[Plann
         if tables.duplicate_keys(spark, layout.quarantine, list(ROW_KEY), "_source_file",
                                  where=F.col(PARTITION_COLUMN).isin(days) & (F.col("_batch_id") == batch_id)):
             _undouble(spark, layout.quarantine, batch_id, scope, before, log)
-        checkpoint("quarantine_written")
+        checkpoint("quarantine_written", [f["uri"] for f in files])
     before = None
     if uris:
         before = _write(spark, rows, layout.bronze, fresh, scope, batch_id, log)
-        checkpoint("bronze_written")
+        checkpoint("bronze_written", [f["uri"] for f in files])
 
     # 6. Count what landed per file (from the table itself) and mark the files committed.
     outcomes = _outcomes(spark, layout, source, batch_id, days, scans, readable, scope, before, log)

@@ -102,7 +102,8 @@ def validate(spark, lake: LakeConfig, source: SourceConfig) -> Problems:
         return problems
     by_file, quarantined = _counts(spark, layout.bronze), _counts(spark, layout.quarantine)
     for table in (layout.bronze, layout.quarantine):
-        for uri, extra in tables.duplicate_keys(spark, table, list(ROW_KEY), "_source_file").items():
+        # copies within one batch (rows of other batches are unknown_batch_rows)
+        for uri, extra in tables.duplicate_keys(spark, table, [*ROW_KEY, "_batch_id"], "_source_file").items():
             problems.duplicate_rows[uri] = problems.duplicate_rows.get(uri, 0) + extra
     for uri, e in entries.items():
         batches, bad = by_file.get(uri, {}), quarantined.get(uri, {})
@@ -137,7 +138,8 @@ def repair(spark, lake: LakeConfig, source: SourceConfig, log=print) -> Problems
         scope = f"t._source_file IN ({', '.join(map(tables.sql_string, found.duplicate_rows))})"
         for table in (layout.bronze, layout.quarantine):
             if tables.schema_or_none(spark, table) is not None:
-                tables.retry_conflicts(lambda: tables.dedupe(spark, table, keys=list(ROW_KEY), scope=scope))
+                tables.retry_conflicts(lambda: tables.dedupe(spark, table, keys=[*ROW_KEY, "_batch_id"],
+                                                                  scope=scope))
         log(f"removed {sum(found.duplicate_rows.values())} duplicate row(s) of {len(found.duplicate_rows)} file(s)")
         problems = validate(spark, lake, source)
     ledger = Ledger(spark, layout.ledger)

@@ -14,6 +14,8 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from lake_assets.core.records import LONG_INTEGER, MAX_NESTING
+
 MAX_TRACKED_MALFORMED = 1000
 
 # Timestamp strings that pyarrow's cast reads to the same instant as records.fit_atomic does: a
@@ -109,7 +111,7 @@ def arrow_scan(data: bytes) -> dict | None:
     """scan_bytes by pyarrow, or None when the result might differ from the Python Inferrer's.
     Malformed lines (what parse_line rejects) are found line by line only when the file is not
     plainly one JSON object per line; pyarrow then reads the other lines."""
-    if not data:
+    if not data or LONG_INTEGER.search(data):  # pyarrow reads integers past 64 bits as doubles
         return None
     buf, starts, ends = _line_bounds(data)
     good = ends != starts
@@ -382,7 +384,7 @@ def _merge_kinds(a, b, path: str, conflicts: list):
 
 NOT_INFERRED = object()
 
-MAX_DEPTH = 200  # orjson rejects nesting past 1024; deeper than this goes the Python way
+MAX_DEPTH = MAX_NESTING  # deeper files go the Python way, where such records are quarantined
 
 
 def arrow_kind(t, depth: int):

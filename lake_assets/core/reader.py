@@ -190,7 +190,7 @@ class _TypedReader(_Reader):
 
     def _piece(self, table, numbers, raw, f: dict) -> pa.RecordBatch:
         """One part of a typed file: conformed, its misfit fields rescued; or walked."""
-        from lake_assets.core.records import rescued_json
+        from lake_assets.core.records import field_path, rescued_json
         from lake_assets.core.schema import Inferrer
 
         inferrer = Inferrer()
@@ -211,7 +211,7 @@ class _TypedReader(_Reader):
             if self.rescue_unknown or misfits[steps] is not None:  # unknown fields: rescued, or ignored (none)
                 for row, value in zip(rows, column.to_pylist()):
                     if value is not None:
-                        row[".".join(steps)] = value
+                        row[field_path(steps)] = value
         rescued = pa.array([rescued_json(row, f["uri"]) for row in rows], pa.string()) if values \
             else pa.nulls(table.num_rows, pa.string())
         return typed_rows.typed_batch(self.out, self.declared, table, numbers, rescued, f)
@@ -310,9 +310,14 @@ def good_rows(spark, files: list[dict], target, data_schema, rescued_column: str
             .option("target", target.json()).option("table", data_schema.json())
             .option("rescue_unknown", "true" if rescue_unknown else "false")
             .option("rescued_column", rescued_column).load()
-            .select(*[F.col(f.name).cast(f.dataType).alias(f.name) if f.dataType != d.dataType else F.col(f.name)
-                      for f, d in zip(data_schema.fields, declared.fields)],
+            .select(*[F.col(quoted(f.name)).cast(f.dataType).alias(f.name) if f.dataType != d.dataType
+                      else F.col(quoted(f.name)) for f, d in zip(data_schema.fields, declared.fields)],
                     rescued_column, "_source_file", "_line", *audit, "_landing_date"))
+
+
+def quoted(name: str) -> str:
+    """A column name from data as a column reference: `a.b` is a field named "a.b", not struct access."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def malformed_rows(spark, files: list[dict], audit: list):

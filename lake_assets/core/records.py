@@ -3,7 +3,8 @@
 A value fits a column when the column can hold it unchanged (integers also fit DOUBLE columns).
 Everything else — unknown fields (outside `addNewColumns`), type conflicts, names that differ only
 in case or that Delta rejects, integers that overflow a hinted INT — goes to the rescued column
-verbatim, keyed by its field path (`device.fw.patch`, `signals[2].unit`). Pure Python, no Spark.
+verbatim, keyed by its field path (`device.fw.patch`, `signals[2].unit`; a key holding a dot is
+backtick-quoted: `` meta.`CodePipeline.job` ``). Pure Python, no Spark.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ _INT_RANGES = {T.ByteType: 2**7, T.ShortType: 2**15, T.IntegerType: 2**31, T.Lon
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+# Records nested deeper than this many objects/arrays (the record itself is level 1) are
+# quarantined with the reason, instead of a RecursionError downstream. 32 is what Spark Connect
+# carries: a 33-level schema fails on Sail ("Exception deserializing response"), ~50 in its parser.
+MAX_NESTING = 32
+
+
 class Malformed(ValueError):
     """A line that is not a JSON object."""
 
@@ -29,7 +36,7 @@ def parse_line(line: bytes | str) -> dict:
     """Parse one NDJSON line into a dict, or raise Malformed with the reason."""
     if isinstance(line, str):
         line = line.encode("utf-8", "surrogatepass")
-    long_integer = _LONG_INTEGER.search(line) is not None
+    long_integer = LONG_INTEGER.search(line) is not None
     try:
         value = orjson.loads(line)
         if long_integer:
@@ -40,11 +47,25 @@ def parse_line(line: bytes | str) -> dict:
         value = _parse_exact(line)
     if not isinstance(value, dict):
         raise Malformed(f"not a JSON object (a JSON {type(value).__name__})")
+    if line.count(b"{") + line.count(b"[") > MAX_NESTING and _nesting(value) > MAX_NESTING:
+        raise Malformed(f"nested deeper than {MAX_NESTING} levels of objects/arrays (the limit)")
     return value
 
 
+def _nesting(value) -> int:
+    """How many objects/arrays deep `value` goes (iterative: the value may be too deep to recurse)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        children = v.values() if isinstance(v, dict) else v
+        deepest = max(deepest, depth)
+        if depth <= MAX_NESTING:
+            stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
+
+
 # orjson rounds integers past 64 bits to floats (or fails on them); the standard parser keeps them exact.
-_LONG_INTEGER = re.compile(rb"[:\[,]\s*-?\d{19,}\s*[,}\]]")
+LONG_INTEGER = re.compile(rb"[:\[,]\s*-?\d{19,}\s*[,}\]]")
 
 
 def _parse_exact(line: bytes):
@@ -61,6 +82,17 @@ def _parse_exact(line: bytes):
         raise
     except (ValueError, RecursionError) as exc:
         raise Malformed(f"invalid JSON: {exc}") from None
+
+
+def path_segment(key: str) -> str:
+    """A key as one segment of a rescued field path. Keys holding `.`, a backtick or brackets are
+    backtick-quoted (backticks doubled), as Spark quotes names: `{"a.b": 1}` is rescued under
+    `` `a.b` ``, `{"a": {"b": 1}}` under `a.b`."""
+    return "`" + key.replace("`", "``") + "`" if any(c in key for c in ".`[]") else key
+
+
+def field_path(steps) -> str:
+    return ".".join(path_segment(s) for s in steps)
 
 
 class Fitter:
@@ -81,7 +113,7 @@ class Fitter:
         fields = {f.name: f.dataType for f in schema.fields}
         out = {}
         for key, value in obj.items():
-            sub = f"{path}.{key}" if path else key
+            sub = f"{path}.{path_segment(key)}" if path else path_segment(key)
             if key in fields:
                 fitted = self._value(value, fields[key], sub, rescued, ignored)
                 if fitted is not None:
@@ -109,7 +141,7 @@ class Fitter:
             ok = False
         elif isinstance(t, T.MapType):
             if isinstance(value, dict):
-                return {k: self._value(v, t.valueType, f"{path}.{k}", rescued, ignored)
+                return {k: self._value(v, t.valueType, f"{path}.{path_segment(k)}", rescued, ignored)
                         for k, v in value.items()}
             ok = False
         else:
@@ -132,11 +164,10 @@ def fit_atomic(value, t: T.DataType) -> tuple[bool, object]:
         bound = _INT_RANGES[type(t)]
         return isinstance(value, int) and -bound <= value < bound, value
     if isinstance(t, (T.DoubleType, T.FloatType)):
+        if isinstance(value, int) and not -2**63 <= value < 2**63:
+            return False, value   # an integer past BIGINT is rescued verbatim, never rounded
         if isinstance(value, (int, float)):
-            try:
-                as_float = float(value)
-            except OverflowError:  # an integer past the double range
-                return False, value
+            as_float = float(value)
             if isinstance(t, T.FloatType) and abs(as_float) > 3.4028234e38:
                 return False, value
             return True, as_float if isinstance(value, int) and abs(value) >= 2**53 else value

@@ -64,7 +64,7 @@ class Inferrer:
         if isinstance(value, bool):
             kind = "boolean"
         elif isinstance(value, int):
-            kind = "bigint" if -(2**63) <= value < 2**63 else "double"
+            kind = "bigint"  # past 64 bits too: such a value is then rescued verbatim, never rounded
         elif isinstance(value, float):
             kind = "double"
         else:
