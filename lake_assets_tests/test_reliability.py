@@ -300,3 +300,31 @@ def test_a_rescued_dotted_key_is_backtick_quoted():
     schema = T.StructType([T.StructField("a", T.StructType([T.StructField("x", T.LongType())]))])
     _, rescued, _ = Fitter(schema).fit({"a": {"x": 1, "b": 2, "b.c": 3, "q`d.e": 4}, "a.b": 5})
     assert rescued == {"a.b": 2, "a.`b.c`": 3, "a.`q``d.e`": 4, "`a.b`": 5}
+
+
+def test_number_rules_match_python_json_on_random_integers_and_decimals():
+    """Property test (random loop, fixed seed): what parse_line reads equals Python's json; an
+    integer fits BIGINT exactly when it is within ±2^63 and is otherwise rescued with its exact
+    digits (through rescued_json); a JSON decimal fits DOUBLE as the same float json reads."""
+    import json
+    import random
+
+    from pyspark.sql import types as T
+
+    from lake_assets.core.records import Fitter, parse_line, rescued_json
+
+    rng = random.Random(12)
+    fitter = Fitter(T.StructType([T.StructField("i", T.LongType()), T.StructField("d", T.DoubleType())]))
+    for _ in range(3000):
+        bits = rng.choice([8, 31, 53, 62, 63, 64, 65, 100, 200])
+        i = rng.randrange(-2**bits, 2**bits)
+        d = rng.uniform(-1e6, 1e6) * 10 ** rng.randint(-300, 300)
+        text = f'{{"i": {i}, "d": {json.dumps(d)}, "t": {rng.randint(0, 9)}.{rng.randint(0, 10**17)}}}'
+        parsed = parse_line(text)
+        assert parsed == json.loads(text), text
+        clean, rescued, _ = fitter.fit(parsed)
+        if -2**63 <= i < 2**63:
+            assert clean["i"] == i and "i" not in rescued, text
+        else:
+            assert "i" not in clean and json.loads(rescued_json(rescued, "f"))["i"] == i, text
+        assert clean["d"] == json.loads(text)["d"], text
