@@ -28,9 +28,9 @@ def infer(*records) -> T.StructType:
 def test_infer_atomic_types():
     assert infer({"i": 1, "f": 1.5, "s": "x", "b": True, "n": None}) == \
         st(("i", L), ("f", D), ("s", S), ("b", B), ("n", T.NullType()))
-    # bool is not an int; ints past 64 bits are numbers that only a double can hold
+    # bool is not an int; ints past 64 bits keep the field BIGINT (such values are rescued, not rounded)
     assert infer({"b": False})["b"].dataType == B
-    assert infer({"big": 2**64})["big"].dataType == D
+    assert infer({"big": 2**64})["big"].dataType == L
 
 
 def test_infer_int_and_double_widen_to_double_in_either_order():
