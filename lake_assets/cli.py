@@ -113,9 +113,11 @@ def cmd_validate(args, lake) -> int:
 
 
 def cmd_repair(args, lake) -> int:
-    from lake_assets.core.operations import repair, validate
+    from lake_assets.core.operations import rebuild_ledger, repair, validate
 
     for name in [args.source] if args.source else list(lake.sources):
+        if args.rebuild_ledger:
+            rebuild_ledger(_spark(lake), lake, lake.source(name), log=lambda m: print(f"{name}: {m}"))
         found = repair(_spark(lake), lake, lake.source(name), log=lambda m: print(f"{name}: {m}"))
         left = validate(_spark(lake), lake, lake.source(name))
         print(f"{name}: repaired {found.count} problem(s); {left.count} left")
@@ -228,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         if name == "status":
             p.add_argument("--json", action="store_true", help="print the status as JSON")
+        if name == "repair":
+            p.add_argument("--rebuild-ledger", action="store_true",
+                           help="first move the ledger aside and rebuild it from bronze's lineage")
     p = sub.add_parser("reset", help="empty a source's bronze table, ledger and schema log (history kept)")
     p.add_argument("source")
     p.add_argument("--confirm", help="the source name again")

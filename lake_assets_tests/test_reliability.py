@@ -328,3 +328,59 @@ def test_number_rules_match_python_json_on_random_integers_and_decimals():
         else:
             assert "i" not in clean and json.loads(rescued_json(rescued, "f"))["i"] == i, text
         assert clean["d"] == json.loads(text)["d"], text
+
+
+# ------------------------------------------------------------------ lost, restored, unreadable ledger
+
+def _loaded(tmp_path) -> Lake:
+    lake = Lake(tmp_path)
+    lake.standard_day(DAY1)
+    lake.land(DAY2, "d.json", lines_for("d", 2, malformed_at=(1,)))
+    lake.ingest_ok(DAY1, DAY2)
+    return lake
+
+
+def test_a_lost_ledger_is_rebuilt_from_bronze_lineage_not_loaded_twice(tmp_path):
+    import shutil
+
+    lake = _loaded(tmp_path)
+    shutil.rmtree(lake.ledger_path)
+    lake.land(DAY1, "e.json", lines_for("e", 2))      # and a new file, which loads
+    r = lake.ingest_ok(DAY1, DAY2)
+    assert r.json["files"] == 1, str(r)
+    assert "the ledger did not know 4 file(s) whose rows are in bronze" in r.stderr, str(r)
+    lake.assert_exactly_once("lost ledger")
+    lake.assert_valid()
+
+
+def test_an_older_restored_ledger_does_not_duplicate_later_loads(tmp_path):
+    import shutil
+
+    lake = Lake(tmp_path)
+    lake.standard_day(DAY1)
+    lake.ingest_ok(DAY1)
+    shutil.copytree(lake.ledger_path, tmp_path / "ledger-backup")
+    lake.land(DAY2, "d.json", lines_for("d", 3))
+    lake.ingest_ok(DAY1, DAY2)
+    shutil.rmtree(lake.ledger_path)
+    shutil.copytree(tmp_path / "ledger-backup", lake.ledger_path)    # restored from before d.json
+    r = lake.ingest_ok(DAY1, DAY2)
+    assert r.json["files"] == 0 and "did not know 1 file(s)" in r.stderr, str(r)
+    lake.assert_exactly_once("restored ledger")
+    lake.assert_valid()
+
+
+def test_an_unreadable_ledger_names_repair_rebuild_ledger(tmp_path):
+    lake = _loaded(tmp_path)
+    bronze_before = sorted(lake.bronze_rows())
+    for log in (lake.ledger_path / "_delta_log").glob("*.json"):
+        log.write_text("this is not a delta log\n")
+    r = lake.ingest(DAY1, DAY2)
+    assert r.returncode != 0 and f"lake repair {SOURCE} --rebuild-ledger" in r.stderr, str(r)
+    assert sorted(lake.bronze_rows()) == bronze_before
+    fixed = lake.run("repair", SOURCE, "--rebuild-ledger")
+    assert fixed.returncode == 0 and "rebuilt 4 entr(ies) from bronze's lineage" in fixed.stdout, str(fixed)
+    assert list(lake.ledger_path.parent.glob("ledger.replaced-*/_delta_log/*.json")), "the old ledger was not kept"
+    lake.ingest_ok(DAY1, DAY2)
+    lake.assert_exactly_once("rebuilt ledger")
+    lake.assert_valid()

@@ -23,7 +23,7 @@ from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import reader, tables
 from lake_assets.core.delta_meta import commits_of, table_version
 from lake_assets.core.faults import checkpoint
-from lake_assets.core.ledger import COMMITTED, FAILED, Entry, Ledger, is_stale, this_owner
+from lake_assets.core.ledger import COMMITTED, FAILED, RELEASED, Entry, Ledger, LedgerUnreadable, is_stale, this_owner
 from lake_assets.core.partitions import landing_date
 from lake_assets.core.schema import SchemaDiff, diff, evolve, merge_types, subsumes
 from lake_assets.core.schema_log import SchemaLog
@@ -161,7 +161,8 @@ def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, re
     ledger = Ledger(spark, layout.ledger)
     checkpoint("listed")
     now = dt.datetime.now(dt.timezone.utc)
-    wanted, result.skipped_busy, result.skipped_overwritten = plan(listed, ledger.entries(), source, reprocess, now)
+    entries = _entries_with_lineage(spark, layout, source, ledger, listed, log)
+    wanted, result.skipped_busy, result.skipped_overwritten = plan(listed, entries, source, reprocess, now)
     if not listed:
         log(f"{source.name} {_span(days)}: no files landed under {storage.join(lake.landing, source.path)} "
             f"for these days; nothing to ingest (files land by the date in their key, else their last-modified "
@@ -179,6 +180,59 @@ def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, re
         log(f"{source.name}: {len(result.failed)} file(s) failed (ledger status failed; a rerun tries them again): "
             + "; ".join(f"{uri}: {why}" for uri, why in sorted(result.failed.items())[:20]))
     return _with_table_facts(spark, layout, result)
+
+
+def _entries_with_lineage(spark, layout: Layout, source: SourceConfig, ledger: Ledger,
+                          listed: list[tuple[storage.FileInfo, str]], log) -> dict[str, Entry]:
+    """The ledger's entries, first completed from bronze's lineage for listed files it does not know
+    but whose rows are in bronze (a lost, restored or rebuilt ledger), so they are not loaded twice."""
+    try:
+        entries = ledger.entries()
+    except LedgerUnreadable as exc:
+        raise IngestError(f"source {source.name!r}: {exc}. Run `lake repair {source.name} --rebuild-ledger`: it "
+                          f"moves the ledger aside and rebuilds it from bronze's lineage; then rerun.") from None
+    unknown = {f.uri: (f, day) for f, day in listed if f.uri not in entries}
+    rebuilt = lineage_entries(spark, layout, source, unknown, sorted({day for _, day in unknown.values()})) \
+        if unknown else []
+    if not rebuilt:
+        return entries
+    ledger.rebuild(rebuilt)
+    log(f"{source.name}: the ledger did not know {len(rebuilt)} file(s) whose rows are in bronze (a lost or "
+        f"restored ledger); rebuilt their entries from bronze's lineage (_source_file, _batch_id, counts), so "
+        f"they are not loaded again: {', '.join(e.uri for e in rebuilt[:10])}")
+    return ledger.entries()
+
+
+def lineage_entries(spark, layout: Layout, source: SourceConfig, listed: dict[str, tuple[storage.FileInfo, str]],
+                    days: list[str] | None = None) -> list[Entry]:
+    """Ledger entries for the files whose rows bronze or its quarantine hold (of `listed` and `days`
+    when given, else all): committed with that batch and its counts; a file with rows of several
+    batches is released (its next load replaces them). A file gone from the landing gets etag "gone"."""
+    def per_batch(table: str, *aggs) -> list:
+        if tables.schema_or_none(spark, table) is None:
+            return []
+        rows = tables.read(spark, table)
+        if days is not None:
+            rows = rows.where(F.col(PARTITION_COLUMN).isin(days) & F.col("_source_file").isin(list(listed)))
+        return rows.groupBy("_source_file", "_batch_id", PARTITION_COLUMN).agg(F.count("*").alias("n"), *aggs).collect()
+
+    found: dict[str, dict[str, list]] = {}   # uri -> batch -> [day, records, rescued, malformed]
+    for r in per_batch(layout.bronze, F.count(reader.quoted(source.rescued_data_column)).alias("rescued")):
+        found.setdefault(r["_source_file"], {})[r["_batch_id"]] = [r[PARTITION_COLUMN], r["n"], r["rescued"], 0]
+    for r in per_batch(layout.quarantine):
+        found.setdefault(r["_source_file"], {}).setdefault(r["_batch_id"], [r[PARTITION_COLUMN], 0, 0, 0])[3] = r["n"]
+    now = dt.datetime.now(dt.timezone.utc)
+    out = []
+    for uri, by_batch in found.items():
+        file = listed.get(uri, (None, None))[0]
+        (batch, (day, records, rescued, malformed)), *others = by_batch.items()
+        note = "rebuilt from bronze lineage (the ledger did not know this file)"
+        status = COMMITTED if not others else RELEASED
+        out.append(Entry(uri, file.etag if file else "gone", file.size if file else 0, day, status, batch,
+                         "lineage", now, now if status == COMMITTED else None, records, malformed, rescued,
+                         note if not others else f"{note}; rows of {len(by_batch)} batches: the next load "
+                                                 f"replaces them", 1))
+    return out
 
 
 def _run_batch(spark, source: SourceConfig, layout: Layout, batch: list[Planned], ledger: Ledger, run_id: str | None,

@@ -70,15 +70,33 @@ def is_stale(entry: Entry, now: dt.datetime, timeout: dt.timedelta) -> bool:
     return False
 
 
+class LedgerUnreadable(RuntimeError):
+    """The ledger table exists but cannot be read (a corrupt log, a foreign table)."""
+
+
 class Ledger:
     def __init__(self, spark, uri: str):
         self.spark, self.uri = spark, uri
 
     def entries(self) -> dict[str, Entry]:
-        if tables.schema_or_none(self.spark, self.uri) is None:
-            return {}
-        rows = tables.read(self.spark, self.uri).collect()
-        return {r["uri"]: Entry(**{f.name: _utc(r[f.name]) for f in SCHEMA.fields}) for r in rows}
+        try:
+            if tables.schema_or_none(self.spark, self.uri) is None:
+                return {}
+            rows = tables.read(self.spark, self.uri).collect()
+            return {r["uri"]: Entry(**{f.name: _utc(r[f.name]) for f in SCHEMA.fields}) for r in rows}
+        except Exception as exc:  # noqa: BLE001 - any engine error reading it means the same
+            raise LedgerUnreadable(f"the ledger {self.uri} cannot be read: "
+                                   f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]}") from exc
+
+    def rebuild(self, found: list[Entry]) -> None:
+        """Insert entries for files the ledger lacks (rebuilt from bronze's lineage); known files stay."""
+        if not found:
+            return
+        self._ensure()
+        columns = [f.name for f in SCHEMA.fields]
+        src = self.spark.createDataFrame([tuple(getattr(e, c) for c in columns) for e in found], SCHEMA)
+        self._merge(src, f"ON t.uri = s.uri WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) "
+                         f"VALUES ({', '.join('s.' + c for c in columns)})")
 
     def _ensure(self) -> None:
         if tables.schema_or_none(self.spark, self.uri) is None:

@@ -12,7 +12,8 @@ from pyspark.sql import functions as F
 
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import tables
-from lake_assets.core.bronze import ROW_KEY, Layout, ingest, list_landing
+from lake_assets import storage
+from lake_assets.core.bronze import ROW_KEY, Layout, ingest, lineage_entries, list_landing
 from lake_assets.core.delta_meta import table_version
 from lake_assets.core.ledger import COMMITTED, RELEASED, Ledger, is_stale, this_owner
 from lake_assets.core.schema_log import SchemaLog
@@ -168,6 +169,31 @@ def repair(spark, lake: LakeConfig, source: SourceConfig, log=print) -> Problems
         result = ingest(spark, lake, source, days, log=log)
         log(f"re-ingested {result.files} file(s) over {len(days)} day(s)")
     return found
+
+
+def rebuild_ledger(spark, lake: LakeConfig, source: SourceConfig, log=print) -> int:
+    """Move the source's ledger aside (kept, for inspection) and rebuild it from bronze's lineage:
+    one committed entry per file whose rows bronze or its quarantine hold. Files without rows load
+    on the next run. Returns the number of entries rebuilt."""
+    layout = Layout(lake.warehouse, source.name)
+    aside = f"{layout.ledger}.replaced-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}"
+    old = _files_under(layout.ledger)
+    for f in old:
+        storage.write_bytes(aside + f.uri[len(layout.ledger):], storage.read_bytes(f.uri))
+        storage.delete(f.uri)
+    listed = {f.uri: (f, day) for f, day in list_landing(lake, source)}
+    entries = lineage_entries(spark, layout, source, listed)
+    Ledger(spark, layout.ledger).rebuild(entries)
+    log(f"moved the old ledger ({len(old)} file(s)) to {aside}; rebuilt {len(entries)} entr(ies) from bronze's "
+        f"lineage (files without rows in bronze load on the next run)")
+    return len(entries)
+
+
+def _files_under(uri: str) -> list[FileInfo]:
+    try:
+        return list(storage.list_files(uri))
+    except storage.StorageError:  # a local folder that does not exist
+        return []
 
 
 def _register_unknown_files(spark, lake, source, layout: Layout, ledger: Ledger, files: dict[str, int], log) -> None:
