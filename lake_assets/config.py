@@ -55,6 +55,9 @@ class SourceConfig(_Strict):
     schema_hints: str = ""
     rescued_data_column: str = "_rescued_data"
     on_overwrite: Literal["reprocess", "ignore", "fail"] = "reprocess"
+    # A corrupt file (a damaged gzip), as Auto Loader's ignoreCorruptFiles: fail it (the run exits 1,
+    # reruns retry it), skip it (ledger `skipped`, run green), or salvage what it holds before the damage.
+    on_corrupt: Literal["fail", "skip", "salvage"] = "fail"
     max_files_per_run: int = Field(1000, gt=0)
     max_bytes_per_run: int = Field(10 * 1024**3, gt=0)
     claim_timeout_minutes: int = Field(120, gt=0)

@@ -22,6 +22,11 @@ class StorageError(LakeError, RuntimeError):
     """A storage call failed; the message says what, where and what to do."""
 
 
+# The reason a damaged file fails with: it travels as text (ledger, scan rows), so on_corrupt
+# recognizes corrupt files by it.
+CORRUPT = "is not a readable gzip file"
+
+
 class FileChanged(StorageError):
     """The object changed or vanished between listing and reading."""
 
@@ -157,14 +162,49 @@ def read_bytes(uri: str, etag: str | None = None) -> bytes:
         raise StorageError(f"cannot read {uri}: {exc.strerror}") from None
 
 
-def read_data(uri: str, etag: str | None = None) -> bytes:
-    """The file's content, gunzipped when it is gzip (by content, not by name)."""
+def read_data(uri: str, etag: str | None = None, salvage: bool = False) -> bytes:
+    """The file's content, gunzipped when it is gzip (by content, not by name). A gzip that is
+    truncated or corrupt raises StorageError, or with `salvage` gives what decompresses before
+    the damage (see salvaged_data for what was lost)."""
+    return salvaged_data(uri, etag)[0] if salvage else _gunzipped(uri, read_bytes(uri, etag))
+
+
+def salvaged_data(uri: str, etag: str | None = None) -> tuple[bytes, str | None]:
+    """(the readable content, None) or, for a damaged gzip, (what decompresses before the damage,
+    what was lost). The last line of a cut stream is cut too: it reads as a malformed line."""
     data = read_bytes(uri, etag)
+    if data[:2] != b"\x1f\x8b":
+        return data, None
+    try:
+        return _gunzipped(uri, data), None
+    except StorageError as exc:
+        out, pos = [], 0
+        while pos < len(data):   # member by member, 64 KiB at a time, keeping the output so far
+            member = zlib.decompressobj(wbits=31)
+            try:
+                for start in range(pos, len(data), 1 << 16):
+                    out.append(member.decompress(data[start:start + (1 << 16)]))
+                    if member.eof:
+                        break
+            except zlib.error:
+                break
+            if not member.eof:
+                break
+            pos = len(data) - len(member.unused_data)
+            if member.unused_data[:2] != b"\x1f\x8b":
+                break
+        text = b"".join(out)
+        lines = text.count(b"\n") + (not text.endswith(b"\n") and bool(text))
+        return text, (f"salvaged: {exc}; loaded the {len(text)} byte(s) before the damage ({lines} line(s), "
+                      f"the last one possibly cut), the rest of the file is lost")
+
+
+def _gunzipped(uri: str, data: bytes) -> bytes:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
-            raise StorageError(f"{uri} is not a readable gzip file: {exc}") from None
+            raise StorageError(f"{uri} {CORRUPT}: {exc}") from None
     return data
 
 

@@ -384,3 +384,55 @@ def test_an_unreadable_ledger_names_repair_rebuild_ledger(tmp_path):
     lake.ingest_ok(DAY1, DAY2)
     lake.assert_exactly_once("rebuilt ledger")
     lake.assert_valid()
+
+
+# ------------------------------------------------------------------ on_corrupt: fail | skip | salvage
+
+def _truncated_gzip(lines: int, keep: float) -> tuple[bytes, list[str]]:
+    import gzip
+    import json
+
+    text = [json.dumps({"event_id": f"z-{i}", "n": i, "device": {"id": "dev-z"}}) for i in range(1, lines + 1)]
+    data = gzip.compress(("\n".join(text) + "\n").encode())
+    return data[:int(len(data) * keep)], text
+
+
+def test_on_corrupt_salvage_loads_the_readable_records_of_a_truncated_gzip(tmp_path):
+    lake = Lake(tmp_path, on_corrupt="salvage")
+    lake.standard_day(DAY1)
+    damaged, text = _truncated_gzip(2000, 0.6)
+    z = lake.land_raw(DAY1, "z.json.gz", damaged)
+    r = lake.ingest_ok(DAY1)
+    assert f"{z}: salvaged:" in r.stderr, str(r)
+    rows = sorted((int(row["_line"]), row["event_id"]) for row in lake.frame(lake.bronze_path).to_dict("records")
+                  if row["_source_file"] == z)
+    cut = [int(q["_line"]) for q in lake.frame(lake.quarantine_path).to_dict("records") if q["_source_file"] == z]
+    assert len(rows) > 1000, f"only {len(rows)} of 2000 lines salvaged"
+    assert rows == [(i, f"z-{i}") for i in range(1, len(rows) + 1)], "the salvaged lines are not the file's first lines"
+    assert cut in ([], [len(rows) + 1]), f"the cut last line should be quarantined, got {cut}"
+    entry = {e["uri"]: e for e in lake.ledger()}[z]
+    assert entry["status"] == "committed" and entry["records"] == len(rows) and "salvaged" in entry["error"]
+    others = {e["uri"]: e["status"] for e in lake.ledger() if e["uri"] != z}
+    assert set(others.values()) == {"committed"} and len(others) == 3
+    lake.assert_valid()
+    before = lake.versions()
+    lake.ingest_ok(DAY1)
+    assert lake.versions() == before, "a salvaged file was loaded again"
+
+
+def test_on_corrupt_skip_records_the_file_and_keeps_the_run_green(tmp_path):
+    lake = Lake(tmp_path, on_corrupt="skip")
+    lake.standard_day(DAY1)
+    z = lake.land_raw(DAY1, "z.json.gz", _truncated_gzip(500, 0.3)[0])
+    r = lake.ingest_ok(DAY1)
+    assert "1 corrupt file(s) skipped" in r.stderr and z in r.stderr, str(r)
+    entry = {e["uri"]: e for e in lake.ledger()}[z]
+    assert entry["status"] == "skipped" and "gzip" in entry["error"] and entry["landing_date"] == DAY1
+    assert not [row for row in lake.bronze_rows() if row[0] == z]
+    before = lake.versions()
+    lake.ingest_ok(DAY1)
+    assert lake.versions() == before, "a skipped file was retried although it did not change"
+    lake.land(DAY1, "z.json.gz", lines_for("z", 3), gz=True)     # fixed: it loads
+    lake.ingest_ok(DAY1)
+    lake.assert_exactly_once("skipped file fixed")
+    lake.assert_valid()

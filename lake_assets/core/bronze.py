@@ -23,7 +23,8 @@ from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import reader, tables
 from lake_assets.core.delta_meta import commits_of, table_version
 from lake_assets.core.faults import checkpoint
-from lake_assets.core.ledger import COMMITTED, FAILED, RELEASED, Entry, Ledger, LedgerUnreadable, is_stale, this_owner
+from lake_assets.core.ledger import (COMMITTED, FAILED, RELEASED, SKIPPED, Entry, Ledger, LedgerUnreadable, is_stale,
+                                    this_owner)
 from lake_assets.core.partitions import landing_date
 from lake_assets.core.schema import SchemaDiff, diff, evolve, merge_types, subsumes
 from lake_assets.core.schema_log import SchemaLog
@@ -93,6 +94,8 @@ class IngestResult:
     failed: dict[str, str] = field(default_factory=dict)
     skipped_busy: int = 0
     skipped_overwritten: int = 0
+    skipped_corrupt: dict[str, str] = field(default_factory=dict)   # on_corrupt: skip
+    salvaged: dict[str, str] = field(default_factory=dict)          # on_corrupt: salvage -> what was lost
     write_modes: set[str] = field(default_factory=set)   # append (new files) / replace (rows rewritten)
     table_version: int | None = None
     schema: T.StructType | None = None
@@ -136,7 +139,7 @@ def plan(listed: list[tuple[storage.FileInfo, str]], entries: dict[str, Entry], 
                 ignored += 1
                 continue
             changed.append(f.uri)
-        elif entry is not None and entry.status == COMMITTED and not reprocess:
+        elif entry is not None and entry.status in (COMMITTED, SKIPPED) and entry.etag == f.etag and not reprocess:
             continue
         wanted.append(Planned(f, day, entry))
     if changed and source.on_overwrite == "fail":
@@ -176,6 +179,9 @@ def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, re
         done += len(batch)
         if progress:
             progress(done, len(wanted))
+    if result.skipped_corrupt:
+        log(f"{source.name}: {len(result.skipped_corrupt)} corrupt file(s) skipped (on_corrupt: skip; ledger status "
+            f"skipped): " + "; ".join(f"{uri}: {why}" for uri, why in sorted(result.skipped_corrupt.items())[:20]))
     if result.failed:
         log(f"{source.name}: {len(result.failed)} file(s) failed (ledger status failed; a rerun tries them again): "
             + "; ".join(f"{uri}: {why}" for uri, why in sorted(result.failed.items())[:20]))
@@ -285,7 +291,8 @@ def batches(planned: list, max_files: int, max_bytes: int) -> list[list]:
 
 def _load(spark, source: SourceConfig, layout: Layout, claimed: list[Planned], batch_id: str, result: IngestResult,
           ledger: Ledger, log) -> None:
-    files = [{"uri": p.file.uri, "etag": p.file.etag, "size": p.file.size, "day": p.day} for p in claimed]
+    files = [{"uri": p.file.uri, "etag": p.file.etag, "size": p.file.size, "day": p.day,
+              "salvage": source.on_corrupt == "salvage"} for p in claimed]
     try:
         _load_files(spark, source, layout, claimed, files, batch_id, result, ledger, log)
     finally:
@@ -378,7 +385,14 @@ def _load_files(spark, source: SourceConfig, layout: Layout, claimed: list[Plann
 
     # 6. Count what landed per file (from the table itself) and mark the files committed.
     outcomes = _outcomes(spark, layout, source, batch_id, days, scans, readable, scope, before, log)
-    outcomes.update({uri: {"status": FAILED, "error": error} for uri, error in failed.items()})
+    skip = source.on_corrupt == "skip"
+    outcomes.update({uri: {"status": SKIPPED if skip and storage.CORRUPT in error else FAILED, "error": error}
+                     for uri, error in failed.items()})
+    for f in readable:
+        if scans[f["uri"]]["lost"] and outcomes[f["uri"]]["status"] == COMMITTED:
+            outcomes[f["uri"]]["error"] = scans[f["uri"]]["lost"]
+            result.salvaged[f["uri"]] = scans[f["uri"]]["lost"]
+            log(f"{f['uri']}: {scans[f['uri']]['lost']}")
     ledger.finish(batch_id, outcomes)
     checkpoint("committed")
 
@@ -395,6 +409,7 @@ def _load_files(spark, source: SourceConfig, layout: Layout, claimed: list[Plann
         result.ignored_fields = sorted(set(result.ignored_fields) | set(evolution.new_fields)
                                        | set(evolution.rejected))
     result.failed.update({u: o["error"] for u, o in outcomes.items() if o["status"] == FAILED})
+    result.skipped_corrupt.update({u: o["error"] for u, o in outcomes.items() if o["status"] == SKIPPED})
     log(f"{source.name}: {write_mode} {records} row(s) from {len(loaded)} file(s) "
         f"({malformed} malformed, {rescued} with rescued data) -> {layout.bronze}")
 

@@ -28,6 +28,7 @@ SCHEMA = T.StructType([
     T.StructField("error", T.StringType()), T.StructField("attempts", T.IntegerType()),
 ])
 PROCESSING, COMMITTED, FAILED, RELEASED = "processing", "committed", "failed", "released"
+SKIPPED = "skipped"   # a corrupt file left out by on_corrupt: skip (not retried until it changes)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 
 from lake_assets.core import pyarrow_scan, typed_rows
 
-SCAN_SCHEMA = "uri string, etag string, records bigint, malformed string, schema string, error string, engine string"
+SCAN_SCHEMA = ("uri string, etag string, records bigint, malformed string, schema string, error string, engine string, "
+               "lost string")
 MALFORMED_SCHEMA = "_source_file string, _line bigint, _raw string, _error string, _landing_date string"
 
 
@@ -102,20 +103,22 @@ class _Reader(DataSourceReader):
 
 class _ScanReader(_Reader):
     def read(self, partition: _Files):
-        from lake_assets.storage import StorageError, read_data
+        from lake_assets.storage import StorageError, read_data, salvaged_data
 
         for f in partition.files:
-            try:
-                data = read_data(f["uri"], f.get("etag"))
+            try:  # on_corrupt salvage: what a damaged gzip holds before the damage, and what was lost
+                data, lost = salvaged_data(f["uri"], f.get("etag")) if f.get("salvage") else \
+                    (read_data(f["uri"], f.get("etag")), None)
             except StorageError as exc:
-                yield (f["uri"], f.get("etag"), 0, "[]", None, str(exc), None)
+                yield (f["uri"], f.get("etag"), 0, "[]", None, str(exc), None, None)
                 continue
             r = pyarrow_scan.scan_bytes(data)
             parsed = r.pop("parsed", None)
             if parsed and self.options.get("keep_parsed") == "true":
                 _PARSED.put((f["uri"], f.get("etag")), parsed)
             tracked = r["malformed"] if len(r["malformed"]) <= pyarrow_scan.MAX_TRACKED_MALFORMED else None
-            yield (f["uri"], f.get("etag"), r["records"], json.dumps(tracked), r["schema"].json(), None, r["engine"])
+            yield (f["uri"], f.get("etag"), r["records"], json.dumps(tracked), r["schema"].json(), None, r["engine"],
+                   lost)
 
 
 class _MalformedReader(_Reader):
@@ -129,7 +132,7 @@ class _MalformedReader(_Reader):
         rows = []
         for f in partition.files:
             try:  # the etag pins the version the scan saw; a file changed since gives no rows
-                lines = read_data(f["uri"], f.get("etag")).split(b"\n")
+                lines = read_data(f["uri"], f.get("etag"), f.get("salvage", False)).split(b"\n")
             except StorageError:
                 continue
             numbers = f["malformed"] if f.get("malformed") is not None else range(1, len(lines) + 1)
@@ -173,14 +176,14 @@ class _TypedReader(_Reader):
                 if f.get("typed"):
                     pieces = _PARSED.pop((f["uri"], f.get("etag")))
                     if pieces is None:  # parsed by another process, or evicted: parse again
-                        scanned = pyarrow_scan.arrow_scan(read_data(f["uri"], f.get("etag")))
+                        scanned = pyarrow_scan.arrow_scan(read_data(f["uri"], f.get("etag"), f.get("salvage", False)))
                         pieces = scanned["parsed"] if scanned else None
                     try:
                         batches = [self._piece(table, numbers, raw, f) for table, numbers, raw in pieces or []] or None
                     except typed_rows.DoesNotConvert:
                         batches = None
                 if batches is None:
-                    data = read_data(f["uri"], f.get("etag"))
+                    data = read_data(f["uri"], f.get("etag"), f.get("salvage", False))
                     walk = [(n, raw) for n, raw in enumerate(data.split(b"\n"), 1) if raw.strip()]
                     batches = [typed_rows.walked_batch(self.out, self.declared, self.fitter, walk, f)]
             except StorageError:
