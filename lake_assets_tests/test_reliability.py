@@ -110,6 +110,7 @@ def _duplicate_rows_of(spark, lake: Lake, name: str) -> str:
     return uri
 
 
+@pytest.mark.slow
 def test_validate_reports_duplicate_keys_and_repair_removes_them(tmp_path, spark):
     lake = Lake(tmp_path)
     lake.standard_day(DAY1)
@@ -170,6 +171,7 @@ def test_a_failing_file_fails_alone_and_the_rest_lands(tmp_path):
     lake.assert_exactly_once("poison file fixed")
 
 
+@pytest.mark.slow
 def test_a_failure_after_the_schema_only_commit_is_harmless_to_later_runs(tmp_path):
     """A file with a new field fails right after the table's schema-only commit added the field:
     later runs load known-shape files, and the failed file too."""
@@ -224,6 +226,7 @@ def test_every_key_s3_allows_is_read_on_s3(tmp_path, local_s3, buckets):
     assert {e["uri"]: e["status"] for e in lake.ledger()} == {u: "committed" for u in uris}
 
 
+@pytest.mark.slow
 def test_every_key_s3_allows_is_read_locally(tmp_path):
     lake = Lake(tmp_path)
     for i, name in enumerate(ODD_NAMES):
@@ -353,6 +356,7 @@ def test_a_lost_ledger_is_rebuilt_from_bronze_lineage_not_loaded_twice(tmp_path)
     lake.assert_valid()
 
 
+@pytest.mark.slow
 def test_an_older_restored_ledger_does_not_duplicate_later_loads(tmp_path):
     import shutil
 
@@ -370,6 +374,7 @@ def test_an_older_restored_ledger_does_not_duplicate_later_loads(tmp_path):
     lake.assert_valid()
 
 
+@pytest.mark.slow
 def test_an_unreadable_ledger_names_repair_rebuild_ledger(tmp_path):
     lake = _loaded(tmp_path)
     bronze_before = sorted(lake.bronze_rows())
@@ -420,6 +425,7 @@ def test_on_corrupt_salvage_loads_the_readable_records_of_a_truncated_gzip(tmp_p
     assert lake.versions() == before, "a salvaged file was loaded again"
 
 
+@pytest.mark.slow
 def test_on_corrupt_skip_records_the_file_and_keeps_the_run_green(tmp_path):
     lake = Lake(tmp_path, on_corrupt="skip")
     lake.standard_day(DAY1)
@@ -436,3 +442,35 @@ def test_on_corrupt_skip_records_the_file_and_keeps_the_run_green(tmp_path):
     lake.ingest_ok(DAY1)
     lake.assert_exactly_once("skipped file fixed")
     lake.assert_valid()
+
+
+# ------------------------------------------------------------------ hostile inputs that already pass
+
+@pytest.mark.slow
+def test_hostile_corpus_lands_exactly_once(tmp_path):
+    """CRLF lines, duplicate keys, a 2 MB line, a 5,000-key record, SQL in keys and values, a gzip
+    without .gz, a multi-member gzip, an empty file and blank lines: each line once, values equal."""
+    import gzip
+    import json
+
+    from lake_assets_tests.scenario_helpers import record
+
+    lake = Lake(tmp_path)
+    crlf = "".join(json.dumps(record("crlf", i)) + "\r\n" for i in range(1, 4)).encode()
+    lake.land_raw(DAY1, "crlf.json", crlf)
+    dup = '{"event_id": "dup-1", "n": 0, "n": 1, "device": {"id": "dev-dup"}}\n'
+    lake.land_raw(DAY1, "dupkeys.json", dup.encode())
+    lake.land(DAY1, "big-line.json", [record("big", 1, blob="x" * 2_000_000), record("big", 2)])
+    lake.land(DAY1, "wide.json", [record("wide", 1, wide={f"k{i}": i for i in range(5000)})])
+    lake.land(DAY1, "sql.json", [record("sql", 1, **{"'; DROP TABLE t; --": "x' OR '1'='1", "a`b": 1})])
+    lake.land_raw(DAY1, "gzip-no-suffix.json", gzip.compress(json.dumps(record("gz", 1)).encode() + b"\n"))
+    members = b"".join(gzip.compress(json.dumps(record("mm", i)).encode() + b"\n") for i in range(1, 4))
+    lake.land_raw(DAY1, "multi-member.json.gz", members)
+    lake.land_raw(DAY1, "empty.json", b"")
+    lake.land(DAY1, "blanks.json", ["", record("bl", 2), "   ", record("bl", 4)])
+    lake.ingest_ok(DAY1)
+    lake.assert_exactly_once("hostile corpus")
+    lake.assert_valid()
+    before = lake.versions()
+    lake.ingest_ok(DAY1)
+    assert lake.versions() == before
