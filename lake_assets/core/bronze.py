@@ -195,8 +195,9 @@ def _entries_with_lineage(spark, layout: Layout, source: SourceConfig, ledger: L
     try:
         entries = ledger.entries()
     except LedgerUnreadable as exc:
-        raise IngestError(f"source {source.name!r}: {exc}. Run `lake repair {source.name} --rebuild-ledger`: it "
-                          f"moves the ledger aside and rebuilds it from bronze's lineage; then rerun.") from None
+        raise IngestError(f"source {source.name!r}: {exc}. If the storage was unreachable, rerun; if the ledger is "
+                          f"corrupt, run `lake repair {source.name} --rebuild-ledger`: it moves the ledger aside and "
+                          f"rebuilds it from bronze's lineage.") from None
     unknown = {f.uri: (f, day) for f, day in listed if f.uri not in entries}
     rebuilt = lineage_entries(spark, layout, source, unknown, sorted({day for _, day in unknown.values()})) \
         if unknown else []
@@ -347,7 +348,7 @@ def _load_files(spark, source: SourceConfig, layout: Layout, claimed: list[Plann
     bronze_schema = bronze_table_schema(target, source.rescued_data_column)
     if table_schema is None or not subsumes(table_schema, bronze_schema):
         tables.retry_conflicts(lambda: tables.add_columns(spark, layout.bronze, bronze_schema, PARTITION_COLUMN,
-                                                          batch_id))
+                                                          f"{batch_id} schema"))
         table_schema = tables.schema_or_none(spark, layout.bronze)
         checkpoint("table_evolved", [f["uri"] for f in files])
     data_schema = T.StructType([f for f in table_schema.fields
@@ -373,18 +374,17 @@ def _load_files(spark, source: SourceConfig, layout: Layout, claimed: list[Plann
     with_malformed = [f for f in readable if scans[f["uri"]]["malformed"] != "[]"]
     if uris and (with_malformed or not fresh):
         bad = reader.malformed_rows(spark, with_malformed, audit)
-        before = _write(spark, bad, layout.quarantine, fresh, scope, batch_id, log, QUARANTINE_SCHEMA)
+        _write(spark, bad, layout.quarantine, fresh, scope, batch_id, log, QUARANTINE_SCHEMA)
         if tables.duplicate_keys(spark, layout.quarantine, list(ROW_KEY), "_source_file",
                                  where=F.col(PARTITION_COLUMN).isin(days) & (F.col("_batch_id") == batch_id)):
-            _undouble(spark, layout.quarantine, batch_id, scope, before, log)
+            _undouble(spark, layout.quarantine, batch_id, scope, log)
         checkpoint("quarantine_written", [f["uri"] for f in files])
-    before = None
     if uris:
-        before = _write(spark, rows, layout.bronze, fresh, scope, batch_id, log)
+        _write(spark, rows, layout.bronze, fresh, scope, batch_id, log)
         checkpoint("bronze_written", [f["uri"] for f in files])
 
     # 6. Count what landed per file (from the table itself) and mark the files committed.
-    outcomes = _outcomes(spark, layout, source, batch_id, days, scans, readable, scope, before, log)
+    outcomes = _outcomes(spark, layout, source, batch_id, days, scans, readable, scope, log)
     skip = source.on_corrupt == "skip"
     outcomes.update({uri: {"status": SKIPPED if skip and storage.CORRUPT in error else FAILED, "error": error}
                      for uri, error in failed.items()})
@@ -414,25 +414,22 @@ def _load_files(spark, source: SourceConfig, layout: Layout, claimed: list[Plann
         f"({malformed} malformed, {rescued} with rescued data) -> {layout.bronze}")
 
 
-def _write(spark, df, uri: str, fresh: bool, scope: str, batch_id: str, log, create_schema=None) -> int | None:
+def _write(spark, df, uri: str, fresh: bool, scope: str, batch_id: str, log, create_schema=None) -> None:
     """Append or replace; when the write fails, our own commit (the batch id in its metadata) is
-    looked for first: S3 can apply a PUT and still answer 500, and then the rows are in. Returns
-    the table version before the write."""
-    before = table_version(uri)
+    looked for first: S3 can apply a PUT and still answer 500, and then the rows are in."""
     try:
         if fresh:
             tables.retry_conflicts(lambda: tables.append(df, uri, partition_by=PARTITION_COLUMN, metadata=batch_id))
-            return before
+            return
         if tables.schema_or_none(spark, uri) is None:
-            tables.add_columns(spark, uri, create_schema, PARTITION_COLUMN, batch_id)
+            tables.add_columns(spark, uri, create_schema, PARTITION_COLUMN, f"{batch_id} schema")
         tables.retry_conflicts(lambda: tables.replace_scope(spark, df, uri, keys=list(ROW_KEY), scope=scope,
                                                             metadata=batch_id))
     except Exception as exc:
-        if tables.is_commit_conflict(exc) or not (commits_of(uri, batch_id, before) or _has_batch(spark, uri, batch_id)):
+        if tables.is_commit_conflict(exc) or not (commits_of(uri, batch_id) or _has_batch(spark, uri, batch_id)):
             raise
         log(f"{uri}: the write of batch {batch_id} failed ({str(exc).splitlines()[0][:200]}) but its commit "
             f"is in the table: the storage applied it; checking what landed")
-    return before
 
 
 def _has_batch(spark, uri: str, batch_id: str) -> bool:
@@ -440,9 +437,9 @@ def _has_batch(spark, uri: str, batch_id: str) -> bool:
         bool(tables.read(spark, uri).where(F.col("_batch_id") == batch_id).limit(1).collect())
 
 
-def _undouble(spark, uri: str, batch_id: str, scope: str, since: int | None, log) -> None:
+def _undouble(spark, uri: str, batch_id: str, scope: str, log) -> None:
     """Keep one copy of each row of this batch (after an ambiguous commit the engine retried)."""
-    applied = commits_of(uri, batch_id, since)
+    applied = commits_of(uri, batch_id)
     log(f"{uri}: batch {batch_id} landed more rows than it read; its commit is in the history "
         f"{len(applied)} time(s) (versions {applied}; S3 applied a commit and answered with an error, so the "
         f"engine committed again): keeping one copy of each row")
@@ -460,10 +457,10 @@ def _batch_counts(spark, layout: Layout, source: SourceConfig, batch_id: str, da
 
 
 def _outcomes(spark, layout: Layout, source: SourceConfig, batch_id: str, days: list[str], scans: dict,
-              readable: list[dict], scope: str, since: int | None, log) -> dict[str, dict]:
+              readable: list[dict], scope: str, log) -> dict[str, dict]:
     counts = _batch_counts(spark, layout, source, batch_id, days) if readable else {}
     if any(r["records"] > scans[uri]["records"] for uri, r in counts.items() if uri in scans):
-        _undouble(spark, layout.bronze, batch_id, scope, since, log)
+        _undouble(spark, layout.bronze, batch_id, scope, log)
         counts = _batch_counts(spark, layout, source, batch_id, days)
     outcomes = {}
     for f in readable:

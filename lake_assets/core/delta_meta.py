@@ -50,15 +50,8 @@ def history(uri: str, limit: int | None = None) -> list[dict]:
     return table.history(limit) if table is not None else []
 
 
-def commits_of(uri: str, metadata: str, since: int | None = None) -> list[int]:
-    """Versions after `since` whose commit carries `metadata` as userMetadata (a batch id): how a
-    writer finds out whether, and how often, its own commit landed when S3's answer was ambiguous."""
+def commits_of(uri: str, metadata: str, last: int = 100) -> list[int]:
+    """Versions among the `last` commits whose userMetadata is `metadata` (a batch id): how a writer
+    finds out whether, and how often, its own commit landed when S3's answer was ambiguous."""
     table = _table(uri)
-    if table is None:
-        return []
-    since = -1 if since is None else since
-    newer = table.version() - since
-    if newer <= 0:
-        return []
-    return sorted(h["version"] for h in table.history(newer)
-                  if h.get("userMetadata") == metadata and h["version"] > since)
+    return sorted(h["version"] for h in table.history(last) if h.get("userMetadata") == metadata) if table else []
