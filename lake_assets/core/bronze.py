@@ -195,9 +195,7 @@ def _entries_with_lineage(spark, layout: Layout, source: SourceConfig, ledger: L
     try:
         entries = ledger.entries()
     except LedgerUnreadable as exc:
-        raise IngestError(f"source {source.name!r}: {exc}. If the storage was unreachable, rerun; if the ledger is "
-                          f"corrupt, run `lake repair {source.name} --rebuild-ledger`: it moves the ledger aside and "
-                          f"rebuilds it from bronze's lineage.") from None
+        raise IngestError(f"source {source.name!r}: {LedgerUnreadable(exc.uri, exc.cause, source.name)}") from None
     unknown = {f.uri: (f, day) for f, day in listed if f.uri not in entries}
     rebuilt = lineage_entries(spark, layout, source, unknown, sorted({day for _, day in unknown.values()})) \
         if unknown else []

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pyspark.sql import types as T
 
 from lake_assets.core import tables
+from lake_assets.errors import LakeError
 
 SCHEMA = T.StructType([
     T.StructField("uri", T.StringType()), T.StructField("etag", T.StringType()),
@@ -71,8 +72,14 @@ def is_stale(entry: Entry, now: dt.datetime, timeout: dt.timedelta) -> bool:
     return False
 
 
-class LedgerUnreadable(RuntimeError):
+class LedgerUnreadable(LakeError, RuntimeError):
     """The ledger table exists but cannot be read (a corrupt log, a foreign table)."""
+
+    def __init__(self, uri: str, cause: str, source: str = "<source>"):
+        self.uri, self.cause = uri, cause
+        super().__init__(f"the ledger {uri} cannot be read: {cause}. If the storage was unreachable, rerun; if "
+                         f"the ledger is corrupt, run `lake repair {source} --rebuild-ledger`: it moves the ledger "
+                         f"aside and rebuilds it from bronze's lineage.")
 
 
 class Ledger:
@@ -86,8 +93,8 @@ class Ledger:
             rows = tables.read(self.spark, self.uri).collect()
             return {r["uri"]: Entry(**{f.name: _utc(r[f.name]) for f in SCHEMA.fields}) for r in rows}
         except Exception as exc:  # noqa: BLE001 - any engine error reading it means the same
-            raise LedgerUnreadable(f"the ledger {self.uri} cannot be read: "
-                                   f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]}") from exc
+            raise LedgerUnreadable(self.uri, (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]) \
+                from exc
 
     def rebuild(self, found: list[Entry]) -> None:
         """Insert entries for files the ledger lacks (rebuilt from bronze's lineage); known files stay."""
