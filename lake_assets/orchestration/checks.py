@@ -83,5 +83,5 @@ def blocked_days(instance: DagsterInstance, keys: list[AssetKey], days: list[str
                                                      limit=1).records
             why = latest[0].asset_materialization.metadata.get(BLOCKED) if latest else None
             if why is not None and why.value:
-                out.setdefault(day, []).append(f"{key.to_user_string()} {day}: {why.value}")
+                out.setdefault(day, []).append(f"{key.to_user_string()}: {why.value}")
     return {day: "; ".join(found) for day, found in out.items()}
