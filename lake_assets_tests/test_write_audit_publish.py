@@ -165,3 +165,26 @@ def test_file_landing_reaches_gold_with_nobody_clicking(tmp_path, buckets):
     assert _automation_tick(defs, instance, cursor)[0] == []
     assert read_delta(f"{warehouse}/gold/per_day")[["_partition_date", "events"]].values.tolist() == [[day, 2]]
     assert _latest(instance, GOLD, day).metadata["rows"].value == 1
+
+
+def test_schema_drift_is_judged_per_day_and_accept_schema_job_clears_it(tmp_path, buckets):
+    defs, landing, _ = _lake(tmp_path, buckets)
+    _land(landing, DAYS[0], "a", [{"id": 1, "n": 1}])
+    instance = DagsterInstance.ephemeral()
+    assert _run_range(defs, instance, DAYS[0], DAYS[0]).success
+    _land(landing, DAYS[1], "a", [{"id": 2, "n": 2, "extra": {"k": 1}}])
+    assert _run_range(defs, instance, DAYS[0], DAYS[1]).success   # drift is a WARN: both days publish
+    assert _latest(instance, SILVER, DAYS[1]) is not None
+    day1, day2 = _check(instance, "schema_drift", DAYS[0]), _check(instance, "schema_drift", DAYS[1])
+    assert day1.passed   # the next day's new field never counts against this day
+    assert not day2.passed and day2.severity.value == "WARN"
+    assert day2.description.startswith("WARN: added: extra struct<k:bigint> (version 1 against accepted 0")
+
+    accept = defs.resolve_job_def("accept_schema").execute_in_process(
+        instance=instance, run_config={"ops": {"accept_schema_op": {"config": {"source": "ev"}}}})
+    assert accept.success
+    assert _run_range(defs, instance, DAYS[1], DAYS[1], selection=[BRONZE]).success
+    assert _check(instance, "schema_drift", DAYS[1]).passed
+    bad = defs.resolve_job_def("accept_schema").execute_in_process(
+        instance=instance, raise_on_error=False, run_config={"ops": {"accept_schema_op": {"config": {"source": "nope"}}}})
+    assert not bad.success

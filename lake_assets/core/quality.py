@@ -178,9 +178,10 @@ def _drift(versions: list[SchemaVersion], accepted: SchemaVersion | None, curren
     if current is None:
         return Drift(None, None, SchemaDiff())
     base = accepted or versions[0]
-    if latest is None and base.version >= current.version:
-        return Drift(base.version, current.version, SchemaDiff())   # accepted since
-    return Drift(base.version, current.version, diff(base.schema, latest or current.schema))
+    found = diff(base.schema, latest or current.schema)
+    if latest is None and current.version < base.version:   # a day older than the acceptance lacks, not lost, fields
+        found = SchemaDiff(found.added, [], found.retyped)
+    return Drift(base.version, current.version, found)
 
 
 def schema_drift(layout: Layout) -> Drift:
