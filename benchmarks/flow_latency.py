@@ -92,7 +92,7 @@ def backfill(code: Path, work: Path, days: int, timeout: float = 3600) -> dict:
     names = [(START + dt.timedelta(days=i)).isoformat() for i in range(days)]
     with dagster_running(config, work / "home", {"PYTHONPATH": str(code)}, DAGSTER_YAML) as (port, env):
         t0 = time.monotonic()
-        launched = graphql(port, LAUNCH, {"params": {"allPartitions": False, "partitionNames": names,
+        launched = graphql(port, LAUNCH, {"params": {"partitionNames": names,
                                                      "assetSelection": [{"path": p} for p in (
                                                          ["bronze", "telemetry"], ["silver", "telemetry_events"],
                                                          ["silver", "devices"], ["gold", "daily_device_stats"])]}})

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -42,8 +43,11 @@ def graphql(port: int, query: str, variables: dict) -> dict:
     request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", method="POST",
                                      data=json.dumps({"query": query, "variables": variables}).encode(),
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())["data"]
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["data"]
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"GraphQL {exc.code}: {exc.read().decode()[:2000]}") from None
 
 
 def wait_http(port: int, deadline: float) -> None:

@@ -171,9 +171,11 @@ def test_schema_drift_is_judged_per_day_and_accept_schema_job_clears_it(tmp_path
     defs, landing, _ = _lake(tmp_path, buckets)
     _land(landing, DAYS[0], "a", [{"id": 1, "n": 1}])
     instance = DagsterInstance.ephemeral()
+    _, cursor = _automation_tick(defs, instance)
     assert _run_range(defs, instance, DAYS[0], DAYS[0]).success
     _land(landing, DAYS[1], "a", [{"id": 2, "n": 2, "extra": {"k": 1}}])
     assert _run_range(defs, instance, DAYS[0], DAYS[1]).success   # drift is a WARN: both days publish
+    assert _automation_tick(defs, instance, cursor)[0] == []       # runs that did silver and gold: nothing to follow
     assert _latest(instance, SILVER, DAYS[1]) is not None
     day1, day2 = _check(instance, "schema_drift", DAYS[0]), _check(instance, "schema_drift", DAYS[1])
     assert day1.passed   # the next day's new field never counts against this day

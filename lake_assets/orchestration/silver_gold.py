@@ -28,8 +28,13 @@ def gold_key(name: str) -> AssetKey:
 
 def follow_upstream(partitioned: bool) -> AutomationCondition:
     """Run a day when an upstream day was updated — any day, not only the latest (late files and
-    backfills flow too) — once nothing upstream is missing or running."""
-    condition = (AutomationCondition.any_deps_updated().since_last_handled()
+    backfills flow too) — once nothing upstream is missing or running. Unlike Dagster's
+    any_deps_updated, an update by a run that also targeted this asset counts: a range run that
+    published silver but failed on a blocked day never ran gold for the others. A run that did
+    update both is no trigger: the later update of this asset resets the condition."""
+    updated = AutomationCondition.any_deps_match(
+        AutomationCondition.newly_updated() | AutomationCondition.will_be_requested()).with_label("any_deps_updated")
+    condition = (updated.since_last_handled()
                  & ~AutomationCondition.any_deps_in_progress() & ~AutomationCondition.in_progress())
     return (condition & ~AutomationCondition.any_deps_missing() if partitioned else condition).with_label(
         "follow_upstream")
