@@ -46,7 +46,7 @@ def build_definitions(config_path: str | None = None) -> Definitions:
         sensors=[bronze_sensor(lake, source) for source in lake.sources.values()]
         + [AutomationConditionSensorDefinition(
             "lake_automation", target=AssetSelection.groups("silver", "gold"), minimum_interval_seconds=30,
-            default_status=DefaultSensorStatus.RUNNING,
+            default_status=DefaultSensorStatus.RUNNING, use_user_code_server=True,  # runs UpstreamDayBlocked
             description="Materializes silver and gold days after bronze (tables with automation: true).")],
         resources={"lake_resource": LakeResource(config_path=config_path)},
     )

@@ -6,8 +6,8 @@ they follow bronze by Dagster's declarative automation."""
 
 from collections.abc import Iterator
 
-from dagster import (AssetExecutionContext, AssetKey, AssetMaterialization, AutomationCondition, BackfillPolicy,
-                     Failure, MaterializeResult, MetadataValue, asset)
+from dagster import (AssetExecutionContext, AssetKey, AssetMaterialization, AutomationCondition, AutomationContext,
+                     AutomationResult, BackfillPolicy, Failure, MaterializeResult, MetadataValue, asset)
 from dagster._core.storage.tags import AUTOMATION_CONDITION_TAG
 
 from lake_assets.config import GoldConfig, LakeConfig, SilverConfig
@@ -26,6 +26,26 @@ def gold_key(name: str) -> AssetKey:
     return AssetKey(["gold", name])
 
 
+class UpstreamDayBlocked(AutomationCondition):
+    """True for the days whose bronze day upstream is blocked (an ERROR check; `checks.blocked_days`).
+    Dagster's check conditions cannot tell a WARN from an ERROR, so this reads what bronze recorded."""
+
+    @property
+    def name(self) -> str:
+        return "upstream_day_blocked"
+
+    def evaluate(self, context: AutomationContext) -> AutomationResult:
+        days = sorted(context.candidate_subset.expensively_compute_partition_keys())
+        bronze, todo = set(), [context.key]
+        while todo:   # the bronze assets upstream of this one
+            for parent in context.asset_graph.get(todo.pop()).parent_keys:
+                (bronze.add if parent.path[0] == "bronze" else todo.append)(parent)
+        blocked = blocked_days(context.asset_graph_view.instance, sorted(bronze, key=lambda k: k.path), days) \
+            if days else {}
+        return AutomationResult(context, context.asset_graph_view.get_subset_from_partition_keys(
+            context.key, context.partitions_def, set(blocked)))
+
+
 def follow_upstream(partitioned: bool) -> AutomationCondition:
     """Run a day when an upstream day was updated — any day, not only the latest (late files and
     backfills flow too) — once nothing upstream is missing or running. Unlike Dagster's
@@ -36,8 +56,9 @@ def follow_upstream(partitioned: bool) -> AutomationCondition:
         AutomationCondition.newly_updated() | AutomationCondition.will_be_requested()).with_label("any_deps_updated")
     condition = (updated.since_last_handled()
                  & ~AutomationCondition.any_deps_in_progress() & ~AutomationCondition.in_progress())
-    return (condition & ~AutomationCondition.any_deps_missing() if partitioned else condition).with_label(
-        "follow_upstream")
+    if partitioned:   # last, so it only looks up the few days the rest let through
+        condition = condition & ~AutomationCondition.any_deps_missing() & ~UpstreamDayBlocked()
+    return condition.with_label("follow_upstream")
 
 
 def _expectation_metadata(result: silver.SilverResult) -> dict:
@@ -51,8 +72,8 @@ def _expectation_metadata(result: silver.SilverResult) -> dict:
 def _publish(context: AssetExecutionContext, key: AssetKey, blocked: dict[str, str], common: dict,
              per_day: dict[str, dict]) -> Iterator:
     """Materialize the published days, each with its own facts. With blocked days in the run, only
-    the others get a materialization; the step then fails naming them (an automation run, which
-    only follows bronze, skips them quietly)."""
+    the others get a materialization; the step then fails naming them (an automation run skips
+    them quietly: its condition leaves blocked days out, this covers a day blocked meanwhile)."""
     if not blocked:
         for day, facts in per_day.items():
             context.add_asset_metadata(facts, partition_key=day)
