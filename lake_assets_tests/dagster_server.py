@@ -84,7 +84,7 @@ def dagster_running(lake_config: str, home: Path, env: dict | None = None, dagst
              subprocess.Popen([str(bin_dir / "dagster-webserver"), "-m", "lake_assets.definitions", "-h", "127.0.0.1",
                                "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
-        wait_http(port, time.monotonic() + 120)
+        wait_http(port, time.monotonic() + 300)
         yield port, env
     finally:
         for proc in procs:
