@@ -1,12 +1,12 @@
-"""bronze/<source> assets: daily partitions by landing date, one core ingest per run."""
-
+"""bronze/<source> assets: daily partitions by landing date. A step calls the core twice — ingest,
+then audit — and reports per day: one materialization and one result per check for each day."""
 
 from dagster import (AssetExecutionContext, AssetKey, BackfillPolicy, DailyPartitionsDefinition, Failure,
                      MaterializeResult, MetadataValue, asset)
 
 from lake_assets.config import LakeConfig, SourceConfig
-from lake_assets.core.bronze import Layout, NewColumnsError, ingest
 from lake_assets.core import quality
+from lake_assets.core.bronze import Layout, NewColumnsError, ingest
 from lake_assets.orchestration.checks import BLOCKED, blocked_message, blocked_reason, check_specs, evaluations
 from lake_assets.orchestration.metadata import column_schema, table_metadata
 from lake_assets.orchestration.resources import LakeResource
