@@ -8,8 +8,8 @@
 2. backfill: --days days of demo data, one partition backfill of every asset launched as the UI
    does (GraphQL); measured: launch -> backfill done, and the runs it took.
 
---code runs the same scenarios against other checkouts of lake_assets (e.g. --code /work/main for
-the state before per-day checks) and prints them side by side. Sensor and automation ticks come
+--code runs the scenarios against other checkouts of lake_assets instead of this one (repeatable;
+`--code . --code /path/to/before` prints this one beside an older state). Sensor and automation ticks come
 every 30 s at most, so part of each figure is waiting for a tick.
 """
 
@@ -103,10 +103,10 @@ def backfill(code: Path, work: Path, days: int, timeout: float = 3600) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=31)
-    parser.add_argument("--code", action="append", default=[], help="another checkout to compare (repeatable)")
+    parser.add_argument("--code", action="append", default=[], help="a checkout to measure (repeatable; default: this one)")
     args = parser.parse_args()
     results = {}
-    for code in [ROOT, *map(Path, args.code)]:
+    for code in [Path(c).resolve() for c in args.code] or [ROOT]:
         with tempfile.TemporaryDirectory() as tmp:
             results[str(code)] = {**sensor_flow(code, Path(tmp) / "sensor"),
                                   **backfill(code, Path(tmp) / "backfill", args.days)}

@@ -60,6 +60,15 @@ def wait_http(port: int, deadline: float) -> None:
     raise TimeoutError("dagster webserver did not start")
 
 
+def wait_assets(port: int, deadline: float) -> None:
+    """Until the code location's assets are loaded (the webserver answers before it has them)."""
+    while time.monotonic() < deadline:
+        if graphql(port, "{ assetNodes { id } }", {}).get("assetNodes"):
+            return
+        time.sleep(1)
+    raise TimeoutError("the code location's assets did not load")
+
+
 def wait_backfill(port: int, backfill_id: str, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -85,6 +94,7 @@ def dagster_running(lake_config: str, home: Path, env: dict | None = None, dagst
                                "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
         wait_http(port, time.monotonic() + 300)
+        wait_assets(port, time.monotonic() + 300)
         yield port, env
     finally:
         for proc in procs:

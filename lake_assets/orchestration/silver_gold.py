@@ -120,8 +120,8 @@ def silver_asset(lake: LakeConfig, cfg: SilverConfig):
             except silver.ExpectationFailed as exc:
                 raise Failure(description=str(exc), metadata={"failed": MetadataValue.json(exc.failures)}) from None
             common = {
-                "rows_read_in_run": result.rows_read, "rows_written_in_run": result.rows_written,
-                "rows_dropped_in_run": result.rows_dropped, "rows_quarantined_in_run": result.rows_quarantined,
+                "rows_read": result.rows_read, "rows_written": result.rows_written,
+                "rows_dropped": result.rows_dropped, "rows_quarantined": result.rows_quarantined,
                 "table_rows": result.table_rows,
                 "delta_version": result.table_version if result.table_version is not None else -1,
                 **_expectation_metadata(result),
@@ -172,7 +172,7 @@ def gold_asset(lake: LakeConfig, cfg: GoldConfig):
         if publish is None or publish:
             result = gold.run(lake_resource.spark(), lake_now, lake_now.gold[cfg.name], publish, log=context.log.info)
             common = {
-                "rows_written_in_run": sum(result.rows_written.values()), "table_rows": result.table_rows,
+                "rows_written": sum(result.rows_written.values()), "table_rows": result.table_rows,
                 "delta_version": result.table_version if result.table_version is not None else -1,
                 **column_schema(result.schema),
             }
