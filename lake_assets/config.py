@@ -39,11 +39,28 @@ class EngineConfig(_Strict):
         return self
 
 
+Rate = Field(None, ge=0, le=1)
+
+
 class ChecksConfig(_Strict):
-    rescued_rate_warn: float = Field(0.01, ge=0, le=1)
-    rescued_rate_error: float = Field(0.10, ge=0, le=1)
-    malformed_rate_warn: float = Field(0.001, ge=0, le=1)
-    malformed_rate_error: float = Field(0.05, ge=0, le=1)
+    """Per-day thresholds of the bronze checks. Rates are shares of the day's rows (0.1 = 10 %);
+    None switches a rule off. A source without `baseline_min_days` earlier days is judged by its
+    type conflicts and name collisions only; after that, also by the jump over its baseline."""
+    rescued_rate_warn: float | None = Rate          # all rescued rows, regardless of class
+    rescued_rate_error: float | None = Rate
+    type_conflict_rate_warn: float | None = Field(0.01, ge=0, le=1)   # a value that does not fit its column
+    type_conflict_rate_error: float | None = Field(0.10, ge=0, le=1)
+    unknown_field_rate_warn: float | None = Rate     # a field the schema does not have (rescue / none modes)
+    unknown_field_rate_error: float | None = Rate
+    name_collision_rate_warn: float | None = Field(0.0, ge=0, le=1)  # case twins, bad characters, audit names
+    name_collision_rate_error: float | None = Rate
+    rescued_jump_warn_points: float | None = Field(5.0, ge=0, le=100)   # rise over the baseline, in % points
+    rescued_jump_error_points: float | None = Field(20.0, ge=0, le=100)
+    baseline_days: int = Field(7, ge=1)              # baseline: median rescued share of this many earlier days
+    baseline_min_days: int = Field(3, ge=1)          # fewer earlier days: no baseline yet
+    malformed_rate_warn: float | None = Field(0.001, ge=0, le=1)
+    malformed_rate_error: float | None = Field(0.05, ge=0, le=1)
+    unreadable_files: Literal["error", "warn"] = "error"   # severity when a file of the day could not be read
 
 
 class SourceConfig(_Strict):
@@ -67,6 +84,8 @@ class SourceConfig(_Strict):
     backfill_interval_hours: float = Field(24, gt=0)
     lookback_days: int = Field(2, ge=1)
     checks: ChecksConfig = ChecksConfig()
+    owners: list[str] = []          # Dagster asset owners (emails or team:name), shown in the UI
+    tags: dict[str, str] = {}       # Dagster asset tags
 
     @field_validator("schema_hints")
     @classmethod
@@ -114,6 +133,9 @@ class SilverConfig(_Strict):
     valid_from_column: str = "valid_from"
     valid_to_column: str = "valid_to"
     is_current_column: str = "is_current"
+    automation: bool = True   # materialize new bronze days by Dagster declarative automation (False: by hand)
+    owners: list[str] = []
+    tags: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _keys_for_merges(self):
@@ -127,6 +149,9 @@ class GoldConfig(_Strict):
     source: list[str] = Field(alias="from")
     sql: str
     partitioned: bool = True
+    automation: bool = True   # follow its silver tables by declarative automation (False: by hand)
+    owners: list[str] = []
+    tags: dict[str, str] = {}
 
 
 class LakeConfig(_Strict):

@@ -1,6 +1,7 @@
 """The Dagster code location: `dagster dev -m lake_assets.definitions`.
 
-Loading reads and validates the lake YAML only; no Spark, no S3 calls."""
+Loading reads and validates the lake YAML and the latest schema-log document of each source (for
+the column schema; bounded in time, absence tolerated); no Spark."""
 
 from __future__ import annotations
 
@@ -10,15 +11,15 @@ import sys
 import warnings
 from pathlib import Path
 
-from dagster import BetaWarning, Definitions, PreviewWarning
+from dagster import (AssetSelection, AutomationConditionSensorDefinition, BetaWarning, DefaultSensorStatus,
+                     Definitions, PreviewWarning)
 
 from lake_assets.config import ConfigError, load_config
 from lake_assets.orchestration.bronze import bronze_asset
-from lake_assets.orchestration.checks import bronze_checks
 from lake_assets.orchestration.jobs import OPERATOR_JOBS
 from lake_assets.orchestration.resources import LakeResource
 from lake_assets.orchestration.sensors import bronze_sensor
-from lake_assets.orchestration.silver_gold import gold_asset, silver_asset
+from lake_assets.orchestration.silver_gold import gold_asset, silver_asset, silver_key
 
 
 # Partitioned asset checks and backfill policies are marked beta/preview; we rely on them knowingly.
@@ -36,13 +37,17 @@ if "SPARK_CONNECT_LOG_LEVEL" not in os.environ:
 
 def build_definitions(config_path: str | None = None) -> Definitions:
     lake = load_config(config_path)
+    downstream = {name: {silver_key(s.name) for s in lake.silver.values() if s.source == name} for name in lake.sources}
     return Definitions(
-        assets=[bronze_asset(lake, source) for source in lake.sources.values()]
+        assets=[bronze_asset(lake, source, downstream[source.name]) for source in lake.sources.values()]
         + [silver_asset(lake, silver) for silver in lake.silver.values()]
         + [gold_asset(lake, gold) for gold in lake.gold.values()],
-        asset_checks=[check for source in lake.sources.values() for check in bronze_checks(lake, source)],
         jobs=OPERATOR_JOBS,
-        sensors=[bronze_sensor(lake, source) for source in lake.sources.values()],
+        sensors=[bronze_sensor(lake, source) for source in lake.sources.values()]
+        + [AutomationConditionSensorDefinition(
+            "lake_automation", target=AssetSelection.groups("silver", "gold"), minimum_interval_seconds=30,
+            default_status=DefaultSensorStatus.RUNNING, use_user_code_server=True,  # runs UpstreamDayBlocked
+            description="Materializes silver and gold days after bronze (tables with automation: true).")],
         resources={"lake_resource": LakeResource(config_path=config_path)},
     )
 

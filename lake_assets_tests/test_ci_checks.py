@@ -25,5 +25,5 @@ def test_ci_checks_pass_on_clean_fixture_data():
 def test_ci_checks_fail_on_an_error_check():
     out = _run(3)  # day 3 flips device.fw.minor to a string in about 1 record in 8: rescued rate > 10 %
     assert out.returncode != 0
-    assert "blocking asset check failed with ERROR severity" in out.stdout + out.stderr
-    assert "rescued_data_rate" in out.stdout + out.stderr
+    assert "blocking check(s) failed with ERROR severity" in out.stdout + out.stderr
+    assert "rescued_data_rate ERROR: 1" in out.stdout + out.stderr and "rows rescued" in out.stdout + out.stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lake_assets_tests.test_backfill_daemon import _free_port, _graphql, _wait_http
+from lake_assets_tests.dagster_server import free_port, graphql, wait_http
 
 LATEST = """
 query Latest {
@@ -124,11 +124,11 @@ def _alive(pids: set[int]) -> set[int]:
                          ids=["SIGTERM-background", "SIGINT"])
 def test_lake_dev_shows_the_demo_and_stops_cleanly(demo, signum, background):
     folder = demo[0]
-    port = _free_port()
+    port = free_port()
     dev = _start_dev(folder, port, background)
     try:
-        _wait_http(port, time.monotonic() + 180)
-        nodes = {"/".join(n["assetKey"]["path"]): n["assetMaterializations"] for n in _graphql(port, LATEST, {})["assetNodes"]}
+        wait_http(port, time.monotonic() + 180)
+        nodes = {"/".join(n["assetKey"]["path"]): n["assetMaterializations"] for n in graphql(port, LATEST, {})["assetNodes"]}
         assert nodes["bronze/telemetry"] and nodes["bronze/telemetry"][0]["partition"], nodes
         assert nodes["gold/daily_device_stats"], nodes      # materialized by the demo, seen by the UI
         children = _descendants(dev.pid)
@@ -150,7 +150,7 @@ def test_lake_dev_shows_the_demo_and_stops_cleanly(demo, signum, background):
 
 @pytest.mark.slow
 def test_lake_dev_s3_prints_the_line_a_second_shell_needs(tmp_path):
-    port = _free_port()
+    port = free_port()
     dev = subprocess.Popen([sys.executable, "-m", "lake_assets.cli", "dev", "--s3", "--port", str(port)], cwd=tmp_path,
                            env=_base_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -167,7 +167,7 @@ def test_lake_dev_s3_prints_the_line_a_second_shell_needs(tmp_path):
         status = _lake("status", "telemetry", "--json", cwd=tmp_path, env={**second_shell, **env})
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["files"]["pending"] == 12      # the demo's files, in that server
-        _wait_http(port, time.monotonic() + 180)
+        wait_http(port, time.monotonic() + 180)
         children = _descendants(dev.pid)
         dev.send_signal(signal.SIGTERM)
         dev.communicate(timeout=90)

@@ -120,3 +120,28 @@ def test_promote_job_runs_with_the_same_config(tmp_path):
     bad = job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False, run_config={
         "ops": {"promote_rescued_field_op": {"config": {"source": "ev", "path": "id", "type": "STRING"}}}})
     assert not bad.success
+
+
+def test_promote_refuses_an_existing_column_and_accepts_no_unrelated_drift(tmp_path):
+    rescue = write_config(tmp_path / "rescue.yaml", "landing", "wh", """
+        ev: {path: ev/, start_date: 2026-01-01, schema_evolution_mode: rescue}
+    """)
+    grow = write_config(tmp_path / "grow.yaml", "landing", "wh", """
+        ev: {path: ev/, start_date: 2026-01-01}
+    """)
+    spark = spark_session()
+    _land(tmp_path, "2026-01-01", [{"id": 1, "n": 1}])
+    _land(tmp_path, "2026-01-02", [{"id": 2, "n": "two", "y": 5}])
+    _land(tmp_path, "2026-01-03", [{"id": 3, "n": 3, "w": True}])
+    lake = load_config(rescue)
+    for day in ("2026-01-01", "2026-01-02"):
+        ingest(spark, lake, lake.sources["ev"], [day], log=lambda m: None)
+    lake = load_config(grow)   # the source switches to addNewColumns: day 3 adds w, unaccepted
+    ingest(spark, lake, lake.sources["ev"], ["2026-01-03"], log=lambda m: None)
+
+    with pytest.raises(PromoteError, match="n is already a column of type bigint; nothing to promote"):
+        promote(spark, lake, lake.sources["ev"], "n", log=lambda m: None)
+    done = promote(spark, lake, lake.sources["ev"], "y", log=lambda m: None)
+    assert (done.rows_moved, _rows(spark, lake)[2]["y"]) == (1, 5)
+    drift = quality.schema_drift(Layout(lake.warehouse, "ev")).diff
+    assert (drift.added, drift.removed, drift.retyped) == (["w boolean"], [], [])

@@ -86,20 +86,26 @@ def promote(spark, lake: LakeConfig, source: SourceConfig, path: str, type_ddl: 
     candidates = table.where(F.col(rescued).contains(key + ":"))
 
     existing = _field_type(current.schema, parts)
-    wanted = parse_type(type_ddl) if type_ddl else (existing or _infer_from_rescued(spark, candidates, rescued, path))
-    if existing is not None and existing != wanted:
-        raise PromoteError(f"{path} is already a column of type {existing.simpleString()}; its rescued values "
-                           f"did not fit that type and stay rescued (a column's type never changes in place)")
+    # A column this command added earlier is finished again (a rerun after a crash moves what is left);
+    # any other existing column is refused.
+    resumed = existing is not None and any(v.reason.startswith(f"promoted {path} ") for v in schema_log.versions())
+    if existing is not None and not resumed:
+        raise PromoteError(f"{path} is already a column of type {existing.simpleString()}; nothing to promote. "
+                           f"Its rescued values did not fit that type and stay rescued (a column's type never "
+                           f"changes in place)")
+    wanted = existing if resumed else parse_type(type_ddl) if type_ddl else _infer_from_rescued(spark, candidates,
+                                                                                                 rescued, path)
     parent = _field_type(current.schema, parts[:-1]) if len(parts) > 1 else current.schema
     if parent is not None and not isinstance(parent, T.StructType):
         raise PromoteError(f"{'.'.join(parts[:-1])} is not a struct")
 
-    # 1. Schema: log it and accept it (the drift check then sees no unaccepted change).
+    # 1. Schema: log it and accept this one change (other drift stays for the drift check to report).
     new_schema = apply_hints(current.schema, [(parts, wanted)])
     version = schema_log.record(new_schema, f"promoted {path} {wanted.simpleString()}", [])
     if version is None:
         raise PromoteError("the schema log changed at the same time; run the command again")
-    schema_log.accept()
+    accepted = schema_log.accepted() or schema_log.versions()[0]
+    schema_log.accept_change(apply_hints(accepted.schema, [(parts, wanted)]), f"promoted {path}")
     tables.add_columns(spark, layout.bronze, bronze_table_schema(new_schema, rescued), PARTITION_COLUMN,
                        f"promote {path}")
 

@@ -114,6 +114,17 @@ class SchemaLog:
         storage.write_bytes(self._accepted_uri, current.to_json())
         return current
 
+    def accept_change(self, schema: T.StructType, reason: str) -> SchemaVersion:
+        """Pin `schema` — the accepted schema plus one reviewed change (a promotion) — as accepted,
+        at the current version, leaving any other drift unaccepted."""
+        current = self.current()
+        if current is None:
+            raise LookupError("no schema yet: nothing has been ingested")
+        doc = SchemaVersion(current.version, schema, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                            reason)
+        storage.write_bytes(self._accepted_uri, doc.to_json())
+        return doc
+
     def clear(self) -> int:
         """Remove every version (reset); returns how many there were."""
         versions = self.versions()

@@ -59,6 +59,7 @@ class SilverResult:
     rows_written: int = 0       # rows handed to the table write (after expectations and dedup)
     expectations: dict[str, dict] = field(default_factory=dict)  # name -> passed, failed, on_violation
     table_rows: int = 0
+    day_rows: dict[str, int] = field(default_factory=dict)  # rows the table holds per landing day of the run
     current_rows: int | None = None  # scd2 only
     table_version: int | None = None
     schema: T.StructType | None = None
@@ -112,6 +113,9 @@ def run(spark, lake: LakeConfig, cfg: SilverConfig, days: list[str] | None = Non
 
     table = tables.read(spark, uri)
     result.table_rows = table.count()
+    counted = {r[0]: r[1] for r in table.where(F.col(PARTITION_COLUMN).isin(days)).groupBy(PARTITION_COLUMN).count()
+               .collect()}
+    result.day_rows = {day: counted.get(day, 0) for day in days}
     if cfg.mode == "scd2":
         result.current_rows = table.where(F.col(q(cfg.is_current_column))).count()
     result.schema = table.schema

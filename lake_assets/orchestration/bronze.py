@@ -1,12 +1,14 @@
-"""bronze/<source> assets: daily partitions by landing date, one core ingest per run."""
-
+"""bronze/<source> assets: daily partitions by landing date. A step calls the core twice — ingest,
+then audit — and reports per day: one materialization and one result per check for each day."""
 
 from dagster import (AssetExecutionContext, AssetKey, BackfillPolicy, DailyPartitionsDefinition, Failure,
                      MaterializeResult, MetadataValue, asset)
 
 from lake_assets.config import LakeConfig, SourceConfig
+from lake_assets.core import quality
 from lake_assets.core.bronze import Layout, NewColumnsError, ingest
-from lake_assets.orchestration.metadata import column_schema, uri_metadata
+from lake_assets.orchestration.checks import BLOCKED, blocked_message, blocked_reason, check_specs, evaluations
+from lake_assets.orchestration.metadata import column_schema, table_metadata
 from lake_assets.orchestration.resources import LakeResource
 
 BACKFILL_TAG = "dagster/backfill"
@@ -22,11 +24,23 @@ def bronze_key(source_name: str) -> AssetKey:
     return AssetKey(["bronze", source_name])
 
 
-def bronze_asset(lake: LakeConfig, source: SourceConfig):
+def _day_metadata(audit: quality.DayAudit) -> dict:
+    f = audit.facts
+    return {"files": f.files, "rows": f.rows, "bytes": f.bytes, "malformed": f.malformed, "rescued_rows": f.rescued,
+            "new_files": f.new_files, "new_rows": f.new_rows, "unreadable_files": len(f.failed),
+            "schema_version": audit.schema_version if audit.schema_version is not None else -1,
+            "checks": MetadataValue.md("\n".join(f"- **{v.check}** {v.level}: {v.description}" for v in audit.verdicts)),
+            BLOCKED: blocked_reason(audit)}
+
+
+def bronze_asset(lake: LakeConfig, source: SourceConfig, downstream: set[AssetKey] = frozenset()):
+    """`downstream`: the silver assets of this source; when a run holds none of them, nothing in it
+    would refuse a blocked day, so the bronze step itself fails for it."""
     layout = Layout(lake.warehouse, source.name)
+    key = bronze_key(source.name)
 
     @asset(
-        key=bronze_key(source.name),
+        key=key,
         partitions_def=daily_partitions(source),
         backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=31),
         pool=f"lake_bronze_{source.name}",
@@ -34,32 +48,36 @@ def bronze_asset(lake: LakeConfig, source: SourceConfig):
         kinds={"delta", "spark", "s3" if lake.landing.startswith("s3") else "json"},
         description=f"Append-only Delta table of every JSON record landed under {lake.landing}/{source.path} "
                     f"(schema_evolution_mode {source.schema_evolution_mode}).",
-        metadata={**uri_metadata(layout.bronze), "landing": f"{lake.landing}/{source.path}"},
+        metadata={**table_metadata(layout.bronze, f"bronze.{source.name}", layout.schemas, source.rescued_data_column),
+                  "landing": f"{lake.landing}/{source.path}"},
+        check_specs=check_specs(source, key),
+        owners=source.owners or None,
+        tags=source.tags or None,
     )
-    def _bronze(context: AssetExecutionContext, lake_resource: LakeResource) -> MaterializeResult:
+    def _bronze(context: AssetExecutionContext, lake_resource: LakeResource):
         lake_now = lake_resource.lake()
         src = lake_now.source(source.name)
-        days = context.partition_keys
+        days = list(context.partition_keys)
         # A backfill re-reads every file of its days and replaces their rows; a normal run only takes new files.
         reprocess = BACKFILL_TAG in context.run.tags
         # A sensor's run is bounded to one batch (max_files_per_run / max_bytes_per_run).
         max_batches = int(context.run.tags[MAX_BATCHES_TAG]) if MAX_BATCHES_TAG in context.run.tags else None
+        spark = lake_resource.spark()
         try:
-            result = ingest(lake_resource.spark(), lake_now, src, days, reprocess=reprocess,
+            result = ingest(spark, lake_now, src, days, reprocess=reprocess,
                             run_id=context.run.run_id, log=context.log.info,
                             progress=lambda done, total: context.log.info(f"{done}/{total} file(s) done"),
                             max_batches=max_batches)
         except NewColumnsError as exc:
             raise Failure(description=str(exc), metadata={"new_fields": MetadataValue.json(exc.fields),
                                                           "files": MetadataValue.json(exc.files[:50])}) from None
+        audits = quality.audit(spark, lake_now, src, days, result.batch_ids)
+        for day, audit in audits.items():
+            context.add_asset_metadata(_day_metadata(audit), partition_key=day)
         metadata = {
-            "files": result.files, "rows": result.records, "bytes": result.bytes,
-            "malformed": result.malformed, "rescued_rows": result.rescued,
-            "failed_files": MetadataValue.json(result.failed),
             "delta_version": result.table_version if result.table_version is not None else -1,
-            "schema_version": result.schema_version if result.schema_version is not None else -1,
             "mode": "reprocess" if reprocess else "incremental",
-            **column_schema(result.schema),
+            **column_schema(result.schema, src.rescued_data_column),
         }
         if result.schema_changes:
             metadata["schema_change"] = MetadataValue.md("\n".join(
@@ -71,6 +89,10 @@ def bronze_asset(lake: LakeConfig, source: SourceConfig):
             metadata["ignored_fields"] = MetadataValue.json(result.ignored_fields)
         if result.skipped_busy:
             metadata["files_claimed_by_other_runs"] = result.skipped_busy
-        return MaterializeResult(metadata=metadata)
+        yield MaterializeResult(metadata=metadata)
+        yield from evaluations(context, key, audits)
+        blocked = {day: blocked_reason(a) for day, a in audits.items() if a.blocked_by}
+        if blocked and not downstream & context.job_def.asset_layer.selected_asset_keys:
+            raise Failure(description=blocked_message(blocked), metadata={"blocked_days": MetadataValue.json(blocked)})
 
     return _bronze

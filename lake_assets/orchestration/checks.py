@@ -1,68 +1,87 @@
-"""Asset checks on every bronze asset, per daily partition: rescued-data rate, malformed rate
-and schema drift. They block downstream assets on ERROR (write-audit-publish)."""
+"""The bronze checks as Dagster sees them: specs declared on the bronze asset, evaluated inside its
+step (one process, one engine), one result per check per day. A day with an ERROR is recorded as
+blocked on its materialization; silver and gold publish only the days that are not."""
 
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
+from __future__ import annotations
 
-from lake_assets.config import LakeConfig, SourceConfig
+from collections.abc import Iterator
+
+from dagster import (AssetCheckEvaluation, AssetCheckKey, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext,
+                     AssetKey, AssetRecordsFilter, DagsterInstance, MetadataValue, Output)
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
+
+from lake_assets.config import SourceConfig
 from lake_assets.core import quality
-from lake_assets.core.bronze import Layout
-from lake_assets.orchestration.bronze import bronze_key, daily_partitions
-from lake_assets.orchestration.resources import LakeResource
+
+BLOCKED = "lake/blocked"   # materialization metadata of a bronze day: the ERROR checks, or "" when none
 
 
-def _days(context: AssetCheckExecutionContext) -> list[str] | None:
-    return list(context.partition_keys) if context.has_partition_key_range or context.has_partition_key else None
+def check_specs(source: SourceConfig, key: AssetKey) -> list[AssetCheckSpec]:
+    c = source.checks
+    described = {
+        "rescued_data_rate": "Rows with rescued data this day, by class (type conflict / unknown field / name "
+                             f"collision): type conflicts WARN over {_limit(c.type_conflict_rate_warn)}, ERROR over "
+                             f"{_limit(c.type_conflict_rate_error)}; once {c.baseline_min_days} earlier days exist, "
+                             f"a rise of {c.rescued_jump_warn_points} / {c.rescued_jump_error_points} points over the "
+                             f"median of the last {c.baseline_days} days WARNs / ERRORs.",
+        "malformed_rate": f"Lines of the day that were not JSON objects (quarantined): WARN over "
+                          f"{_limit(c.malformed_rate_warn)}, ERROR over {_limit(c.malformed_rate_error)}.",
+        "unreadable_files": f"Files of the day that could not be read (the ledger's failed rows): {c.unreadable_files.upper()}.",
+        "schema_drift": "The day's schema against the accepted one (`lake schema accept` / accept_schema job): "
+                        "additions WARN, removals and retypes ERROR.",
+    }
+    return [AssetCheckSpec(name, asset=key, blocking=True, description=described[name]) for name in quality.CHECKS]
 
 
-def _graded(value: float, warn: float, error: float) -> tuple[bool, AssetCheckSeverity]:
-    if value > error:
-        return False, AssetCheckSeverity.ERROR
-    if value > warn:
-        return False, AssetCheckSeverity.WARN
-    return True, AssetCheckSeverity.WARN
+def _limit(share: float | None) -> str:
+    return quality.pct(share) if share is not None else "(off)"
 
 
-def bronze_checks(lake: LakeConfig, source: SourceConfig) -> list:
-    key = bronze_key(source.name)
-    partitions = daily_partitions(source)
+def _metadata(values: dict) -> dict:
+    return {k: MetadataValue.json(v) if isinstance(v, (dict, list)) else v for k, v in values.items() if v is not None}
 
-    @asset_check(asset=key, name="rescued_data_rate", blocking=True, partitions_def=partitions,
-                 description=f"Share of rows with {source.rescued_data_column}: WARN over "
-                             f"{source.checks.rescued_rate_warn:.1%}, ERROR over {source.checks.rescued_rate_error:.1%}.")
-    def rescued_data_rate(context: AssetCheckExecutionContext, lake_resource: LakeResource) -> AssetCheckResult:
-        lake_now, limits = lake_resource.lake(), source.checks
-        src = lake_now.source(source.name)
-        rate = quality.rescued_rate(lake_resource.spark(), Layout(lake_now.warehouse, src.name),
-                                    src.rescued_data_column, _days(context))
-        passed, severity = _graded(rate.rate, limits.rescued_rate_warn, limits.rescued_rate_error)
-        return AssetCheckResult(passed=passed, severity=severity, metadata={
-            "rows": rate.rows, "rescued_rows": rate.hits, "rescued_rate": rate.rate,
-            "top_rescued_paths": MetadataValue.json(dict(rate.top_paths)),
-            "warn_over": limits.rescued_rate_warn, "error_over": limits.rescued_rate_error})
 
-    @asset_check(asset=key, name="malformed_rate", blocking=True, partitions_def=partitions,
-                 description="Share of landed lines that were not JSON objects (kept in the quarantine table).")
-    def malformed_rate(context: AssetCheckExecutionContext, lake_resource: LakeResource) -> AssetCheckResult:
-        lake_now, limits = lake_resource.lake(), source.checks
-        layout = Layout(lake_now.warehouse, source.name)
-        rate = quality.malformed_rate(lake_resource.spark(), layout, _days(context))
-        passed, severity = _graded(rate.rate, limits.malformed_rate_warn, limits.malformed_rate_error)
-        return AssetCheckResult(passed=passed, severity=severity, metadata={
-            "lines": rate.rows, "malformed": rate.hits, "malformed_rate": rate.rate,
-            "quarantine_table": MetadataValue.path(layout.quarantine)})
+def evaluations(context: AssetExecutionContext, key: AssetKey, audits: dict[str, quality.DayAudit]) -> Iterator:
+    """One evaluation per check and day, pointing at that day's materialization in this run.
+    Not `blocking` in Dagster's sense, which would fail the whole step and every day with it:
+    the day is blocked instead (see BLOCKED and `blocked_days`)."""
+    selected = context.selected_asset_check_keys
+    for check_key in selected:   # each check's (Nothing) output, which Dagster requires once per step
+        yield Output(None, output_name=context.job_def.asset_layer.get_op_output_name(check_key))
+    instance, run_id = context.instance, context.run.run_id
+    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, asset_partitions=list(audits)),
+                                              limit=len(audits)).records
+    target = {r.partition_key: AssetCheckEvaluationTargetMaterializationData(
+        storage_id=r.storage_id, run_id=r.run_id, timestamp=r.timestamp) for r in records if r.run_id == run_id}
+    for day, audit in audits.items():
+        for v in audit.verdicts:
+            if AssetCheckKey(key, v.check) not in selected:
+                continue
+            yield AssetCheckEvaluation(
+                asset_key=key, check_name=v.check, passed=v.passed, partition=day,
+                severity=AssetCheckSeverity.ERROR if v.level == quality.ERROR else AssetCheckSeverity.WARN,
+                description=("" if v.passed else f"{v.level}: ") + v.description,
+                metadata=_metadata(v.metadata), target_materialization_data=target.get(day), blocking=False)
 
-    @asset_check(asset=key, name="schema_drift", blocking=True, partitions_def=partitions,
-                 description="Fields added / removed / retyped against the accepted schema "
-                             "(`lake schema accept`): additions WARN, removals and retypes ERROR.")
-    def schema_drift(context: AssetCheckExecutionContext, lake_resource: LakeResource) -> AssetCheckResult:
-        lake_now = lake_resource.lake()
-        drift = quality.schema_drift(Layout(lake_now.warehouse, source.name))
-        d = drift.diff
-        return AssetCheckResult(
-            passed=d.empty, severity=AssetCheckSeverity.ERROR if drift.breaking else AssetCheckSeverity.WARN,
-            metadata={"accepted_version": drift.accepted_version if drift.accepted_version is not None else -1,
-                      "current_version": drift.current_version if drift.current_version is not None else -1,
-                      "added": MetadataValue.json(d.added), "removed": MetadataValue.json(d.removed),
-                      "retyped": MetadataValue.json(d.retyped)})
 
-    return [rescued_data_rate, malformed_rate, schema_drift]
+def blocked_reason(audit: quality.DayAudit) -> str:
+    return "; ".join(f"{v.check} ERROR: {v.description}" for v in audit.blocked_by)
+
+
+def blocked_message(blocked: dict[str, str]) -> str:
+    """The run failure of blocked days, with each failing check's figure."""
+    return (f"blocking check(s) failed with ERROR severity on {len(blocked)} day(s); not published to silver/gold: "
+            + " | ".join(f"{day}: {why}" for day, why in sorted(blocked.items())))
+
+
+def blocked_days(instance: DagsterInstance, keys: list[AssetKey], days: list[str]) -> dict[str, str]:
+    """{day: why} for the days whose latest bronze materialization (of any of `keys`) is blocked."""
+    out: dict[str, list[str]] = {}
+    for key in keys:
+        for day in days:
+            latest = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, asset_partitions=[day]),
+                                                     limit=1).records
+            why = latest[0].asset_materialization.metadata.get(BLOCKED) if latest else None
+            if why is not None and why.value:
+                out.setdefault(day, []).append(f"{key.to_user_string()}: {why.value}")
+    return {day: "; ".join(found) for day, found in out.items()}

@@ -1,16 +1,25 @@
 """Operator jobs: the same actions as the `lake` CLI, launchable from the Dagster UI."""
 
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, job, op
+from pydantic import Field
 
+from lake_assets.core.bronze import Layout
 from lake_assets.core.operations import repair, validate
 from lake_assets.core.promote import PromoteError, promote
+from lake_assets.core.schema_log import SchemaLog
 from lake_assets.orchestration.resources import LakeResource
 
 
 class PromoteConfig(Config):
-    source: str
-    path: str                 # e.g. device.fw.patch
-    type: str | None = None   # Spark DDL; default: inferred from the rescued values
+    source: str = Field(description="The source whose bronze table gets the column (a key of `sources:`).")
+    path: str = Field(description="Field path of the rescued field, e.g. device.fw.patch (not inside arrays).")
+    type: str | None = Field(None, description="Spark DDL type of the new column, e.g. BIGINT or DOUBLE; "
+                                               "default: inferred from the rescued values.")
+
+
+class AcceptSchemaConfig(Config):
+    source: str = Field(description="The source whose current (or pending failOnNewColumns) schema becomes the "
+                                    "accepted one the schema_drift check compares against.")
 
 
 @op
@@ -28,6 +37,25 @@ def promote_rescued_field_op(context: OpExecutionContext, config: PromoteConfig,
 @job(description="Make a rescued field a column of its bronze table and move its historic values into it.")
 def promote_rescued_field():
     promote_rescued_field_op()
+
+
+@op
+def accept_schema_op(context: OpExecutionContext, config: AcceptSchemaConfig, lake_resource: LakeResource):
+    lake = lake_resource.lake()
+    source = lake.source(config.source)
+    try:
+        version = SchemaLog(Layout(lake.warehouse, source.name).schemas).accept()
+    except LookupError as exc:
+        raise Failure(description=f"source {source.name!r}: {exc}") from None
+    context.log.info(f"{source.name}: accepted schema version {version.version}")
+    context.add_output_metadata({"source": source.name, "accepted_version": version.version,
+                                 "changes": MetadataValue.json(version.changes)})
+
+
+@job(description="Accept a source's current schema (and a pending failOnNewColumns one) as the schema_drift "
+                 "baseline, like `lake schema accept`; rerun bronze for a day to re-check it.")
+def accept_schema():
+    accept_schema_op()
 
 
 @op
@@ -59,4 +87,4 @@ def repair_ingestion():
     repair_op()
 
 
-OPERATOR_JOBS = [promote_rescued_field, validate_ingestion, repair_ingestion]
+OPERATOR_JOBS = [promote_rescued_field, accept_schema, validate_ingestion, repair_ingestion]
