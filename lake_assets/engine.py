@@ -63,6 +63,9 @@ def spark_session(engine: EngineConfig | None = None):
             try:
                 session = SparkSession.builder.remote(url).create()
                 session.conf.set("spark.sql.session.timeZone", "UTC")
+                # Apache Spark writes Parquet timestamps as INT96 by default: delta-rs (and other
+                # readers) read those as nanoseconds, which overflow outside 1677-2262.
+                session.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
             except Exception as exc:
                 raise EngineError(f"cannot connect to Spark at {url}: {exc}") from None
             from lake_assets.core.reader import register_sources
