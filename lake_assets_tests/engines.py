@@ -122,8 +122,9 @@ class SparkJvmServer(_Server):
             "spark.ui.enabled": "false",
             "spark.driver.memory": "1g",
             "spark.sql.shuffle.partitions": "4",
-            # Python workers of the data sources: reuse them between tasks (startup is the cost).
-            "spark.python.worker.reuse": "true",
+            # Python workers fork from a daemon that has the reader imported (importing it is most of
+            # a worker's start, and Spark starts one per data source plan and per task).
+            "spark.python.daemon.module": "lake_assets.spark_daemon",
         }
         args = [a for k, v in confs.items() for a in ("--conf", f"{k}={v}")]
         return _submit("--master", "local[2]", *args, "--class",

@@ -6,6 +6,7 @@ from dagster import (AssetExecutionContext, AssetKey, BackfillPolicy, DailyParti
 
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core.bronze import Layout, NewColumnsError, ingest
+from lake_assets.orchestration import databricks
 from lake_assets.orchestration.metadata import column_schema, uri_metadata
 from lake_assets.orchestration.resources import LakeResource
 
@@ -45,10 +46,14 @@ def bronze_asset(lake: LakeConfig, source: SourceConfig):
         # A sensor's run is bounded to one batch (max_files_per_run / max_bytes_per_run).
         max_batches = int(context.run.tags[MAX_BATCHES_TAG]) if MAX_BATCHES_TAG in context.run.tags else None
         try:
-            result = ingest(lake_resource.spark(), lake_now, src, days, reprocess=reprocess,
-                            run_id=context.run.run_id, log=context.log.info,
-                            progress=lambda done, total: context.log.info(f"{done}/{total} file(s) done"),
-                            max_batches=max_batches)
+            if lake_now.engine.kind == "databricks":
+                result = databricks.run_step(context, lake_now, "bronze", src.name, days, {
+                    "reprocess": reprocess, "run_id": context.run.run_id, "max_batches": max_batches})
+            else:
+                result = ingest(lake_resource.spark(), lake_now, src, days, reprocess=reprocess,
+                                run_id=context.run.run_id, log=context.log.info,
+                                progress=lambda done, total: context.log.info(f"{done}/{total} file(s) done"),
+                                max_batches=max_batches)
         except NewColumnsError as exc:
             raise Failure(description=str(exc), metadata={"new_fields": MetadataValue.json(exc.fields),
                                                           "files": MetadataValue.json(exc.files[:50])}) from None

@@ -5,6 +5,7 @@ from dagster import (AssetExecutionContext, AssetKey, BackfillPolicy, Failure, M
 
 from lake_assets.config import GoldConfig, LakeConfig, SilverConfig
 from lake_assets.core import gold, silver
+from lake_assets.orchestration import databricks
 from lake_assets.orchestration.bronze import bronze_key, daily_partitions
 from lake_assets.orchestration.metadata import column_schema, uri_metadata
 from lake_assets.orchestration.resources import LakeResource
@@ -43,8 +44,10 @@ def silver_asset(lake: LakeConfig, cfg: SilverConfig):
         lake_now = lake_resource.lake()
         cfg_now = lake_now.silver[cfg.name]
         try:
-            result = silver.run(lake_resource.spark(), lake_now, cfg_now, list(context.partition_keys),
-                                log=context.log.info)
+            days = list(context.partition_keys)
+            result = (databricks.run_step(context, lake_now, "silver", cfg.name, days)
+                      if lake_now.engine.kind == "databricks"
+                      else silver.run(lake_resource.spark(), lake_now, cfg_now, days, log=context.log.info))
         except silver.ExpectationFailed as exc:
             raise Failure(description=str(exc), metadata={"failed": MetadataValue.json(exc.failures)}) from None
         metadata = {
@@ -83,7 +86,8 @@ def gold_asset(lake: LakeConfig, cfg: GoldConfig):
     def _gold(context: AssetExecutionContext, lake_resource: LakeResource) -> MaterializeResult:
         lake_now = lake_resource.lake()
         days = list(context.partition_keys) if partitioned else None
-        result = gold.run(lake_resource.spark(), lake_now, lake_now.gold[cfg.name], days, log=context.log.info)
+        result = (databricks.run_step(context, lake_now, "gold", cfg.name, days) if lake_now.engine.kind == "databricks"
+                  else gold.run(lake_resource.spark(), lake_now, lake_now.gold[cfg.name], days, log=context.log.info))
         return MaterializeResult(metadata={
             "rows_written": sum(result.rows_written.values()), "table_rows": result.table_rows,
             "delta_version": result.table_version if result.table_version is not None else -1,
