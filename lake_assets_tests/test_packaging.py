@@ -1,6 +1,7 @@
 """The runtime wheel: what `pip install lake_assets` pulls onto a cluster (no Spark, no local stack,
 ranges only), what the `local` extra adds, and that the wheel installs and carries its files."""
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_STACK = {"pysail", "moto", "dagster-webserver"}
@@ -30,11 +32,11 @@ def requirements(wheel: Path) -> list[Requirement]:
 
 
 def base(reqs: list[Requirement]) -> dict[str, Requirement]:
-    return {r.name.lower(): r for r in reqs if r.marker is None}
+    return {canonicalize_name(r.name): r for r in reqs if r.marker is None}
 
 
 def extra(reqs: list[Requirement], name: str) -> dict[str, Requirement]:
-    return {r.name.lower(): r for r in reqs if r.marker is not None and r.marker.evaluate({"extra": name})}
+    return {canonicalize_name(r.name): r for r in reqs if r.marker is not None and r.marker.evaluate({"extra": name})}
 
 
 @pytest.mark.slow
@@ -56,12 +58,13 @@ def test_wheel_installs_into_a_clean_venv_with_its_entry_points(wheel, tmp_path)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
-    subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing of this checkout
+    subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True, env=clean)
     files = subprocess.run([py, "-m", "pip", "show", "-f", "lake_assets"], capture_output=True, text=True,
-                           check=True).stdout
+                           check=True, env=clean, cwd=tmp_path).stdout
     assert "lake_assets/remote.py" in files and "lake_assets/demo/lake.yaml" in files
-    assert (venv / "bin" / "lake").exists()
+    assert (venv / "bin" / "lake").exists() and (venv / "bin" / "lake-remote").exists()  # the Databricks task's entry point
     # What pip would still pull: exactly the runtime requirements, nothing of Spark or the local stack.
-    missing = subprocess.run([py, "-m", "pip", "check"], capture_output=True, text=True).stdout
+    missing = subprocess.run([py, "-m", "pip", "check"], capture_output=True, text=True, env=clean, cwd=tmp_path).stdout
     wanted = {line.split(" requires ")[1].split(",")[0] for line in missing.splitlines() if " requires " in line}
     assert wanted == set(base(requirements(wheel)))
