@@ -21,7 +21,9 @@ from lake_assets.config import EngineConfig, LakeConfig, parse_config
 from lake_assets.core import bronze, gold, quality, silver
 from lake_assets.core.schema import SchemaDiff
 
-RESULTS = {"bronze": bronze.IngestResult, "silver": silver.SilverResult, "gold": gold.GoldResult}
+RESULTS = {"bronze": bronze.IngestResult, "silver": silver.SilverResult, "gold": gold.GoldResult,
+           # the bronze checks' measures
+           "rescued_data_rate": quality.Rate, "malformed_rate": quality.Rate, "schema_drift": quality.Drift}
 
 
 class RemoteError(RuntimeError):
@@ -37,6 +39,8 @@ def encode(result) -> dict:
             value = value.json()
         elif isinstance(value, set):
             value = sorted(value)
+        elif isinstance(value, SchemaDiff):
+            value = value.as_dict()
         elif f.name == "schema_changes":
             value = [[version, d.as_dict()] for version, d in value]
         out[f.name] = value
@@ -50,6 +54,8 @@ def decode(step: str, values: dict):
         values["schema"] = T.StructType.fromJson(json.loads(values["schema"]))
     if "write_modes" in values:
         values["write_modes"] = set(values["write_modes"])
+    if "diff" in values:
+        values["diff"] = SchemaDiff(**values["diff"])
     if "schema_changes" in values:
         values["schema_changes"] = [(version, SchemaDiff(**d)) for version, d in values["schema_changes"]]
     return RESULTS[step](**values)
@@ -68,7 +74,14 @@ def table_name(lake: LakeConfig, step: str, name: str) -> str | None:
 
 
 def run_step(spark, lake: LakeConfig, step: str, name: str, days: list[str] | None, options: dict, log=print):
-    """One step's core function: bronze ingest, a silver or a gold run."""
+    """One step's core function: bronze ingest, a silver or a gold run, or a bronze check's measure."""
+    if step in ("rescued_data_rate", "malformed_rate", "schema_drift"):
+        layout, source = bronze.Layout(lake.warehouse, name), lake.source(name)
+        if step == "schema_drift":
+            return quality.schema_drift(layout)
+        if step == "malformed_rate":
+            return quality.malformed_rate(spark, layout, days)
+        return quality.rescued_rate(spark, layout, source.rescued_data_column, days)
     if step == "bronze":
         return bronze.ingest(spark, lake, lake.source(name), days, reprocess=options.get("reprocess", False),
                              run_id=options.get("run_id"), max_batches=options.get("max_batches"), log=log)
@@ -117,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         lake = parse_config(x["config"], x.get("config_file", "lake.yaml"))
         spark = spark_session(EngineConfig(kind="active"))
         result = run_step(spark, lake, x["step"], x["name"], x["days"], x.get("options", {}), log=pipes.log.info)
-        full = register_table(spark, lake, x["step"], x["name"])
+        full = register_table(spark, lake, x["step"], x["name"]) if x["step"] in ("bronze", "silver", "gold") else None
         pipes.report_custom_message({"result": encode(result), "days": day_facts(spark, lake, x["step"], x["name"],
                                                                                    x["days"]), "table_name": full})
 

@@ -21,6 +21,7 @@ from lake_assets.core.bronze import Layout
 from lake_assets.engine import _embedded_url, spark_session
 from lake_assets.orchestration import databricks
 from lake_assets.orchestration.bronze import bronze_asset
+from lake_assets.orchestration.checks import bronze_checks
 from lake_assets.orchestration.resources import LakeResource
 from lake_assets.orchestration.silver_gold import gold_asset, silver_asset
 from lake_assets_tests.fake_databricks import FakeDatabricks
@@ -62,7 +63,8 @@ def lake_yaml(tmp_path: Path, fake: FakeDatabricks, compute: str, on_violation: 
         "schema": spark.catalog.currentDatabase(), **json.loads(compute)}}
     path = tmp_path / "lake.yaml"
     path.write_text(f"landing: {tmp_path / 'landing'}\nwarehouse: {tmp_path / 'wh'}\nengine: {json.dumps(engine)}\n"
-                    f"sources:\n  ev: {{path: ev/, start_date: {D1}, schema_hints: \"seq BIGINT\"}}\n"
+                    f"sources:\n  ev: {{path: ev/, start_date: {D1}, schema_hints: \"seq BIGINT\", "
+                    f"checks: {{malformed_rate_error: 0.5}}}}\n"
                     + SILVER_GOLD.replace("EXPECT", on_violation))
     return str(path)
 
@@ -78,10 +80,10 @@ def assets(lake):
             gold_asset(lake, lake.gold["totals"])]
 
 
-def materialize(config: str, partition: str, **kw):
+def materialize(config: str, partition: str, checks: bool = False, **kw):
     lake = load_config(config)
-    return dg.materialize(assets(lake), partition_key=partition,
-                          resources={"lake_resource": LakeResource(config_path=config)}, **kw)
+    return dg.materialize(assets(lake) + (bronze_checks(lake, lake.source("ev")) if checks else []),
+                          partition_key=partition, resources={"lake_resource": LakeResource(config_path=config)}, **kw)
 
 
 @pytest.mark.parametrize("compute", [
@@ -93,11 +95,13 @@ def test_bronze_silver_gold_run_as_databricks_jobs(workspace, tmp_path, compute)
     config = lake_yaml(tmp_path, workspace, compute)
     land(tmp_path, D1, [{"id": "1", "seq": 1, "payload": {"v": "a"}}, {"id": "2", "seq": 1, "payload": {"v": "a"}},
                         {"seq": 3, "payload": {"v": "b"}, "extra": {"x": 1}}, "not json"])
-    result = materialize(config, D1)
+    checks = "existing" in compute  # the three bronze checks as jobs too (once: each is a job)
+    result = materialize(config, D1, checks=checks)
     assert result.success
-    assert len(workspace.runs) == 3 and all(r.state()["result_state"] == "SUCCESS" for r in workspace.runs.values())
+    jobs = 6 if checks else 3
+    assert len(workspace.runs) == jobs and all(r.state()["result_state"] == "SUCCESS" for r in workspace.runs.values())
     tasks = [r.task for r in workspace.runs.values()]
-    assert [t["python_wheel_task"]["entry_point"] for t in tasks] == ["lake-remote"] * 3
+    assert [t["python_wheel_task"]["entry_point"] for t in tasks] == ["lake-remote"] * jobs
     if "existing" in compute:   # Pipes parameters as task arguments; the wheel as a cluster library
         assert "--dagster-pipes-context" in tasks[0]["python_wheel_task"]["parameters"]
         assert tasks[0]["libraries"] == [{"whl": str(workspace.volume / "lake_assets-0.1.0-py3-none-any.whl")}]
@@ -116,7 +120,14 @@ def test_bronze_silver_gold_run_as_databricks_jobs(workspace, tmp_path, compute)
     assert meta["bronze"]["dagster/table_name"].value == "sail.default.bronze_ev"
     assert meta["silver"]["rows_quarantined"].value == 1 and meta["silver"]["table_rows"].value == 2
     assert meta["gold"]["table_rows"].value == 1
-    assert meta["gold"]["Databricks Job Run ID"].value == "3"
+    assert meta["gold"]["Databricks Job Run ID"].value in {str(r) for r in workspace.runs}
+    if checks:  # 1 malformed line of 4, no rescued rows, no accepted schema yet: drift-free
+        evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert not evaluations["malformed_rate"].passed and evaluations["malformed_rate"].severity.value == "WARN"
+        assert evaluations["malformed_rate"].metadata["malformed_rate"].value == 0.25
+        assert evaluations["rescued_data_rate"].passed
+        assert evaluations["rescued_data_rate"].metadata["rows"].value == 3
+        assert evaluations["schema_drift"].passed
 
     lake, spark = load_config(config), spark_session()
     assert tables.read(spark, Layout(lake.warehouse, "ev").bronze).count() == 3
@@ -152,6 +163,7 @@ def test_a_job_that_never_opens_pipes_fails_the_step(workspace, tmp_path, monkey
 DEFS = """
 from lake_assets.config import load_config
 from lake_assets.orchestration.bronze import bronze_asset
+from lake_assets.orchestration.checks import bronze_checks
 from lake_assets.orchestration.resources import LakeResource
 import dagster as dg
 

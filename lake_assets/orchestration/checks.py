@@ -6,6 +6,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import quality
 from lake_assets.core.bronze import Layout
+from lake_assets.orchestration import databricks
 from lake_assets.orchestration.bronze import bronze_key, daily_partitions
 from lake_assets.orchestration.resources import LakeResource
 
@@ -32,8 +33,10 @@ def bronze_checks(lake: LakeConfig, source: SourceConfig) -> list:
     def rescued_data_rate(context: AssetCheckExecutionContext, lake_resource: LakeResource) -> AssetCheckResult:
         lake_now, limits = lake_resource.lake(), source.checks
         src = lake_now.source(source.name)
-        rate = quality.rescued_rate(lake_resource.spark(), Layout(lake_now.warehouse, src.name),
-                                    src.rescued_data_column, _days(context))
+        rate = (databricks.measure(context, lake_now, "rescued_data_rate", src.name, _days(context))
+                if lake_now.engine.kind == "databricks" else
+                quality.rescued_rate(lake_resource.spark(), Layout(lake_now.warehouse, src.name),
+                                     src.rescued_data_column, _days(context)))
         passed, severity = _graded(rate.rate, limits.rescued_rate_warn, limits.rescued_rate_error)
         return AssetCheckResult(passed=passed, severity=severity, metadata={
             "rows": rate.rows, "rescued_rows": rate.hits, "rescued_rate": rate.rate,
@@ -45,7 +48,9 @@ def bronze_checks(lake: LakeConfig, source: SourceConfig) -> list:
     def malformed_rate(context: AssetCheckExecutionContext, lake_resource: LakeResource) -> AssetCheckResult:
         lake_now, limits = lake_resource.lake(), source.checks
         layout = Layout(lake_now.warehouse, source.name)
-        rate = quality.malformed_rate(lake_resource.spark(), layout, _days(context))
+        rate = (databricks.measure(context, lake_now, "malformed_rate", source.name, _days(context))
+                if lake_now.engine.kind == "databricks" else quality.malformed_rate(lake_resource.spark(), layout,
+                                                                                    _days(context)))
         passed, severity = _graded(rate.rate, limits.malformed_rate_warn, limits.malformed_rate_error)
         return AssetCheckResult(passed=passed, severity=severity, metadata={
             "lines": rate.rows, "malformed": rate.hits, "malformed_rate": rate.rate,
@@ -56,7 +61,9 @@ def bronze_checks(lake: LakeConfig, source: SourceConfig) -> list:
                              "(`lake schema accept`): additions WARN, removals and retypes ERROR.")
     def schema_drift(context: AssetCheckExecutionContext, lake_resource: LakeResource) -> AssetCheckResult:
         lake_now = lake_resource.lake()
-        drift = quality.schema_drift(Layout(lake_now.warehouse, source.name))
+        drift = (databricks.measure(context, lake_now, "schema_drift", source.name, _days(context))
+                 if lake_now.engine.kind == "databricks" else quality.schema_drift(Layout(lake_now.warehouse,
+                                                                                          source.name)))
         d = drift.diff
         return AssetCheckResult(
             passed=d.empty, severity=AssetCheckSeverity.ERROR if drift.breaking else AssetCheckSeverity.WARN,

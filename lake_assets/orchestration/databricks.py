@@ -12,7 +12,7 @@ a job that never opened Pipes "succeeds" without a word (we fail the step withou
 
 from __future__ import annotations
 
-from dagster import AssetExecutionContext, Failure, MetadataValue
+from dagster import AssetCheckExecutionContext, AssetExecutionContext, Failure, MetadataValue
 from dagster._core.errors import DagsterPipesExecutionError  # what the Databricks client raises on a failed run
 from dagster_pipes import PipesExtras
 
@@ -64,9 +64,27 @@ def task_and_args(db: DatabricksConfig, step: str, name: str):
 
 
 def run_step(context: AssetExecutionContext, lake: LakeConfig, step: str, name: str, days: list[str] | None,
-             options: dict | None = None, client=None):
-    """Run one step (bronze / silver / gold) of `name` as a Databricks job and return the core's
-    result. Per-day facts and the Unity Catalog table name go to this step's materializations."""
+             options: dict | None = None):
+    """Run one asset step (bronze / silver / gold) of `name` as a Databricks job and return the
+    core's result. Per-day facts and the Unity Catalog table name go to its materializations."""
+    result, report, run_metadata = run_job(context, lake, step, name, days, options)
+    for day, facts in report["days"].items():
+        context.add_asset_metadata(facts, partition_key=day)
+    if report["table_name"]:
+        run_metadata["dagster/table_name"] = report["table_name"]
+    context.add_output_metadata({k: v if isinstance(v, (str, int, float, MetadataValue)) else MetadataValue.json(v)
+                                 for k, v in run_metadata.items()})
+    return result
+
+
+def measure(context: AssetCheckExecutionContext, lake: LakeConfig, check: str, source: str, days: list[str] | None):
+    """A bronze check's measure (quality.Rate / quality.Drift), computed by a Databricks job."""
+    return run_job(context.op_execution_context, lake, check, source, days)[0]
+
+
+def run_job(context, lake: LakeConfig, step: str, name: str, days: list[str] | None, options: dict | None = None,
+            client=None):
+    """(the core's result, the job's report, the Databricks run's metadata) of one step run as a job."""
     db = lake.engine.databricks
     client = client or workspace_client()
     task, submit_args = task_and_args(db, step, name)
@@ -82,11 +100,4 @@ def run_step(context: AssetExecutionContext, lake: LakeConfig, step: str, name: 
         raise Failure(description=f"the Databricks job of {step}/{name} ended without reporting a result "
                                   "(did it open Dagster Pipes? is the lake_assets wheel installed?)")
     report = messages[-1]
-    for day, facts in report["days"].items():
-        context.add_asset_metadata(facts, partition_key=day)
-    extra = dict(invocation.metadata)
-    if report["table_name"]:
-        extra["dagster/table_name"] = report["table_name"]
-    context.add_output_metadata({k: v if isinstance(v, (str, int, float, MetadataValue)) else MetadataValue.json(v)
-                                 for k, v in extra.items()})
-    return decode(step, report["result"])
+    return decode(step, report["result"]), report, dict(invocation.metadata)
