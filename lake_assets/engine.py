@@ -91,10 +91,13 @@ def is_embedded(spark) -> bool:
 
 @atexit.register
 def shutdown() -> None:
-    """Stop clients before the server, or the client retries at interpreter exit."""
+    """Stop clients before the server, or the client retries at interpreter exit. The active
+    session belongs to the job's runtime, not to us."""
     global _server
     with _lock:
-        for session in _sessions.values():
+        for url, session in _sessions.items():
+            if url == "active":
+                continue
             try:
                 session.stop()
             except Exception:

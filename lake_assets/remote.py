@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 
 from pyspark.sql import types as T
 
@@ -114,7 +113,7 @@ def register_table(spark, lake: LakeConfig, step: str, name: str) -> str | None:
     return full
 
 
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     from dagster_pipes import (PipesCliArgsParamsLoader, PipesEnvVarParamsLoader,
                                PipesUnityCatalogVolumesContextLoader, PipesUnityCatalogVolumesMessageWriter,
                                open_dagster_pipes)
@@ -136,4 +135,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

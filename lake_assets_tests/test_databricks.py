@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from lake_assets.config import load_config
+from lake_assets.config import ConfigError, load_config, parse_config
 from lake_assets.core import gold, silver, tables
 from lake_assets.core.bronze import Layout
 from lake_assets.engine import _embedded_url, spark_session
@@ -25,16 +25,10 @@ from lake_assets.orchestration.checks import bronze_checks
 from lake_assets.orchestration.resources import LakeResource
 from lake_assets.orchestration.silver_gold import gold_asset, silver_asset
 from lake_assets_tests.fake_databricks import FakeDatabricks
+from lake_assets_tests.test_silver import UPSERT
 
 D1, D2 = "2026-01-01", "2026-01-02"
-SILVER_GOLD = """\
-silver:
-  events:
-    from: ev
-    select: [id, seq, "payload.v AS v"]
-    keys: [id]
-    sequence_by: seq
-    mode: upsert
+SILVER_GOLD = "silver:\n" + UPSERT + """\
     expectations:
       has_id: {expr: "id IS NOT NULL", on_violation: EXPECT}
 gold:
@@ -88,8 +82,8 @@ def materialize(config: str, partition: str, checks: bool = False, **kw):
 
 @pytest.mark.parametrize("compute", [
     '{"existing_cluster_id": "0101-000000-fake"}',
-    '{"new_cluster": {"spark_version": "17.3.x-scala2.13", "num_workers": 1}}',
-    "{}",  # serverless
+    pytest.param('{"new_cluster": {"spark_version": "17.3.x-scala2.13", "num_workers": 1}}', marks=pytest.mark.slow),
+    pytest.param("{}", marks=pytest.mark.slow),  # serverless
 ], ids=["existing-cluster", "job-cluster", "serverless"])
 def test_bronze_silver_gold_run_as_databricks_jobs(workspace, tmp_path, compute):
     config = lake_yaml(tmp_path, workspace, compute)
@@ -161,7 +155,7 @@ def test_a_job_that_never_opens_pipes_fails_the_step(workspace, tmp_path, monkey
 
 
 DEFS = """
-from lake_assets.config import load_config
+from lake_assets.config import ConfigError, load_config, parse_config
 from lake_assets.orchestration.bronze import bronze_asset
 from lake_assets.orchestration.checks import bronze_checks
 from lake_assets.orchestration.resources import LakeResource
@@ -196,3 +190,15 @@ def test_an_interrupted_run_cancels_the_job(workspace, tmp_path):
     assert proc.returncode != 0, out[-3000:]
     assert run.canceled and run.state()["result_state"] == "CANCELED" and run.proc.poll() is not None
     assert "canceling Databricks job" in out
+
+
+@pytest.mark.parametrize("engine, message", [
+    ("{kind: databricks}", "kind databricks needs databricks"),
+    ("{kind: databricks, databricks: {wheel: w.whl, volume: /Volumes/a/b/c, existing_cluster_id: x, "
+     "new_cluster: {num_workers: 1}}}", "existing_cluster_id or new_cluster, not both"),
+    ("{kind: databricks, databricks: {wheel: w.whl, volume: /Volumes/a/b/c, catalog: main}}", "both catalog and schema"),
+    ("{kind: embedded, databricks: {wheel: w.whl, volume: /Volumes/a/b/c}}", "only it takes one"),
+])
+def test_databricks_engine_config_errors_name_the_problem(engine, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(f"landing: l\nwarehouse: w\nengine: {engine}\nsources:\n  ev: {{path: ev/, start_date: {D1}}}\n")

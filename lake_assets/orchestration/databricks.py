@@ -12,6 +12,8 @@ a job that never opened Pipes "succeeds" without a word (we fail the step withou
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dagster import AssetCheckExecutionContext, AssetExecutionContext, Failure, MetadataValue
 from dagster._core.errors import DagsterPipesExecutionError  # what the Databricks client raises on a failed run
 from dagster_pipes import PipesExtras
@@ -89,7 +91,7 @@ def run_job(context, lake: LakeConfig, step: str, name: str, days: list[str] | N
     client = client or workspace_client()
     task, submit_args = task_and_args(db, step, name)
     extras: PipesExtras = {"step": step, "name": name, "days": days, "options": options or {},
-                           "config": open(lake.file).read() if lake.file else "", "config_file": lake.file}
+                           "config": Path(lake.file).read_text(), "config_file": lake.file}
     try:
         invocation = pipes_client(db, client).run_multi_task(context=context, tasks=[task], extras=extras,
                                                              submit_args=submit_args)
