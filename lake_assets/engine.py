@@ -54,7 +54,7 @@ def spark_session(engine: EngineConfig | None = None):
     if engine.kind == "databricks":
         raise EngineError("engine databricks runs each step as a Databricks job: no Spark session here")
     with _lock:
-        url = {"embedded": _embedded_url, "active": lambda: "active"}.get(engine.kind, lambda: engine.remote)()
+        url = _embedded_url() if engine.kind == "embedded" else "active" if engine.kind == "active" else engine.remote
         session = _sessions.get(url)
         if session is None:
             import warnings

@@ -300,7 +300,8 @@ def _read(spark, source: str, files: list[dict]):
 def scan(spark, files: list[dict], keep_parsed: bool = False) -> dict[str, object]:
     """One row per file (see SCAN_SCHEMA), by URI. `keep_parsed`: keep what pyarrow parsed for
     lake_typed (only where both run in this process: the embedded engine); release() forgets it."""
-    return {r["uri"]: r for r in _read(spark, "lake_scan", files).option("keep_parsed", "true" if keep_parsed else "false").load().collect()}
+    return {r["uri"]: r for r in _read(spark, "lake_scan", files)
+            .option("keep_parsed", "true" if keep_parsed else "false").load().collect()}
 
 
 def release(files: list[dict]) -> None:
