@@ -28,14 +28,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class DatabricksConfig(_Strict):
+    """Where `engine: databricks` runs a step: a job on an existing cluster, a new job cluster, or
+    serverless (neither), with the lake_assets wheel installed; Pipes talks through `volume`."""
+    wheel: str                              # the lake_assets wheel, e.g. on a Volume
+    volume: str                             # a Unity Catalog Volume directory for Pipes files
+    existing_cluster_id: str | None = None
+    new_cluster: dict | None = None         # a Jobs API new_cluster spec
+    environment_version: str = "2"          # serverless only
+    catalog: str | None = None              # Unity Catalog names: tables registered as external
+    schema_name: str | None = Field(None, alias="schema")
+    poll_interval_seconds: float = Field(5, gt=0)
+
+    @model_validator(mode="after")
+    def _one_compute(self):
+        if self.existing_cluster_id and self.new_cluster:
+            raise ValueError("give existing_cluster_id or new_cluster, not both (neither: serverless)")
+        if bool(self.catalog) != bool(self.schema_name):
+            raise ValueError("give both catalog and schema, or neither")
+        return self
+
+
 class EngineConfig(_Strict):
-    kind: Literal["embedded", "spark_connect"] = "embedded"
+    # active: the Spark session of the process (a Databricks job's); databricks: each step is a
+    # Databricks job (through Dagster Pipes) that runs it with `active`.
+    kind: Literal["embedded", "spark_connect", "active", "databricks"] = "embedded"
     remote: str | None = None          # sc://host:port for spark_connect
+    databricks: DatabricksConfig | None = None
 
     @model_validator(mode="after")
     def _remote_needed(self):
         if self.kind == "spark_connect" and not (self.remote or "").startswith("sc://"):
             raise ValueError("kind spark_connect needs remote: sc://host:port")
+        if (self.kind == "databricks") != (self.databricks is not None):
+            raise ValueError("kind databricks needs databricks: {wheel, volume, ...} (and only it takes one)")
         return self
 
 

@@ -51,8 +51,10 @@ def _embedded_url() -> str:
 def spark_session(engine: EngineConfig | None = None):
     """The process-wide Spark session for this engine config."""
     engine = engine or EngineConfig()
+    if engine.kind == "databricks":
+        raise EngineError("engine databricks runs each step as a Databricks job: no Spark session here")
     with _lock:
-        url = _embedded_url() if engine.kind == "embedded" else engine.remote
+        url = _embedded_url() if engine.kind == "embedded" else "active" if engine.kind == "active" else engine.remote
         session = _sessions.get(url)
         if session is None:
             import warnings
@@ -61,8 +63,13 @@ def spark_session(engine: EngineConfig | None = None):
             from pyspark.sql import SparkSession
 
             try:
-                session = SparkSession.builder.remote(url).create()
+                # active: the session the job's runtime made (else as SPARK_REMOTE or the runtime says).
+                session = (SparkSession.getActiveSession() or SparkSession.builder.getOrCreate() if url == "active"
+                           else SparkSession.builder.remote(url).create())
                 session.conf.set("spark.sql.session.timeZone", "UTC")
+                # Apache Spark writes Parquet timestamps as INT96 by default: delta-rs (and other
+                # readers) read those as nanoseconds, which overflow outside 1677-2262.
+                session.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
             except Exception as exc:
                 raise EngineError(f"cannot connect to Spark at {url}: {exc}") from None
             from lake_assets.core.reader import register_sources
@@ -84,10 +91,13 @@ def is_embedded(spark) -> bool:
 
 @atexit.register
 def shutdown() -> None:
-    """Stop clients before the server, or the client retries at interpreter exit."""
+    """Stop clients before the server, or the client retries at interpreter exit. The active
+    session belongs to the job's runtime, not to us."""
     global _server
     with _lock:
-        for session in _sessions.values():
+        for url, session in _sessions.items():
+            if url == "active":
+                continue
             try:
                 session.stop()
             except Exception:

@@ -52,9 +52,10 @@ class Run:
 
 
 class Lake:
-    def __init__(self, root: Path, warehouse: str | None = None, **source_options):
+    def __init__(self, root: Path, warehouse: str | None = None, engine=None, **source_options):
         """`warehouse`: an s3:// URI for the tables (default: a local folder under `root`)."""
         self.root = Path(root)
+        self.engine = engine  # an EngineConfig; None: the embedded engine of each `lake` process
         self.landing = self.root / "land"
         self.warehouse = warehouse or self.root / "wh"
         self.landing.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,8 @@ class Lake:
         options = {"path": f"{SOURCE}/", "start_date": DAY1, **source_options}
         body = "".join(f"    {k}: {v}\n" for k, v in options.items())
         warehouse = self.warehouse if isinstance(self.warehouse, str) else "wh"
-        self.config.write_text(f"landing: land\nwarehouse: {warehouse}\nsources:\n  {SOURCE}:\n{body}")
+        engine = f"engine: {self.engine.model_dump_json(exclude_none=True)}\n" if self.engine else ""
+        self.config.write_text(f"landing: land\nwarehouse: {warehouse}\n{engine}sources:\n  {SOURCE}:\n{body}")
         try:  # in-process users of load_config must see the new text
             from lake_assets.config import _load_cached
             _load_cached.cache_clear()

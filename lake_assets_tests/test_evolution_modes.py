@@ -1,5 +1,5 @@
 """Schema inference, evolution modes, hints, rescued data and malformed lines, end to end through
-`ingest` on the embedded engine, read back with Spark and with delta-rs."""
+`ingest` on each engine (the `spark` fixture of conftest), read back with Spark and with delta-rs."""
 
 import datetime as dt
 import json
@@ -11,7 +11,6 @@ from pyspark.sql import types as T
 from lake_assets.config import parse_config
 from lake_assets.core.bronze import Layout, NewColumnsError, ingest
 from lake_assets.core.schema_log import SchemaLog
-from lake_assets.engine import spark_session
 
 S, L, D, B, I = T.StringType(), T.LongType(), T.DoubleType(), T.BooleanType(), T.IntegerType()
 AUDIT = ["_rescued_data", "_source_file", "_line", "_ingested_at", "_batch_id", "_landing_date"]
@@ -19,11 +18,6 @@ AUDIT = ["_rescued_data", "_source_file", "_line", "_ingested_at", "_batch_id", 
 
 def st(*fields) -> T.StructType:
     return T.StructType([T.StructField(n, t) for n, t in fields])
-
-
-@pytest.fixture(scope="module")
-def spark():
-    return spark_session()  # process-wide singleton, stopped at exit by the engine module
 
 
 class Lake:

@@ -16,6 +16,7 @@ import random
 import pytest
 
 from lake_assets.core import faults
+from lake_assets_tests.conftest import engine_config
 from lake_assets_tests.scenario_helpers import DAY1, DAY2, SOURCE, Lake, kill_after, lines_for
 
 POINTS = list(faults.POINTS)
@@ -23,8 +24,8 @@ POINTS = list(faults.POINTS)
 # re-ingest of overwritten files that bring a new field (schema change + replace path).
 
 
-def first_load_lake(tmp_path) -> Lake:
-    lake = Lake(tmp_path)
+def first_load_lake(tmp_path, engine=None) -> Lake:
+    lake = Lake(tmp_path, engine=engine)
     lake.standard_day(DAY1)
     lake.land(DAY2, "d.json", lines_for("d", 2))
     return lake
@@ -59,6 +60,15 @@ def test_crash_during_reingest_of_overwritten_files_fast(tmp_path):
     lake.ingest_ok(DAY1, DAY2)
     overwrite_files(lake)
     crash_then_recover(lake, "quarantine_written", "replace, crash at quarantine_written")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["spark_jvm", "sail_cluster"])
+@pytest.mark.parametrize("point", ["claimed", "table_evolved", "bronze_written"])
+def test_crash_and_rerun_on_a_spark_connect_server(tmp_path, engine, point):
+    # The killed client leaves the server running: the rerun talks to the same server.
+    lake = first_load_lake(tmp_path, engine_config(engine))
+    crash_then_recover(lake, point, f"{engine}: first load, crash at {point}")
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from lake_assets.demo.data import land_demo_data
 from lake_assets.orchestration.bronze import bronze_asset
 from lake_assets.orchestration.resources import LakeResource
 from lake_assets.orchestration.silver_gold import gold_asset, silver_asset
-from lake_assets_tests.test_silver import D1, D2, D3, ingest, land, make_lake, pandas_rows, rows, spark  # noqa: F401
+from lake_assets_tests.test_silver import D1, D2, D3, ingest, land, make_lake, pandas_rows, rows
 
 SILVER = """\
   events:
@@ -74,7 +74,8 @@ def test_gold_needs_its_silver_table(spark, tmp_path):
         gold.run(spark, lake, lake.gold["totals"], [D1], log=lambda m: None)
 
 
-def test_dagster_assets_materialize_with_metadata(spark, tmp_path):
+def test_dagster_assets_materialize_with_metadata(embedded_spark, tmp_path):
+    spark = embedded_spark  # Dagster runs the lake config's engine: the embedded one
     lake = make_lake(tmp_path, SILVER, GOLD)
     land(lake, D1, "a.json", [{"id": "1", "seq": 1, "payload": {"v": "a", "n": 1}},
                               {"seq": 2, "payload": {"v": "a", "n": 500}}])
@@ -106,7 +107,8 @@ def test_dagster_assets_materialize_with_metadata(spark, tmp_path):
     assert rows(spark, gold.table_uri(lake, "overall"), ["events", "total"]) == [(1, 1)]
 
 
-def test_dagster_fail_expectation_fails_the_run(spark, tmp_path):
+def test_dagster_fail_expectation_fails_the_run(embedded_spark, tmp_path):
+    spark = embedded_spark  # Dagster runs the lake config's engine: the embedded one
     lake = make_lake(tmp_path, SILVER.replace("on_violation: quarantine", "on_violation: fail"),
                      hints="seq BIGINT, id STRING")  # no record has an id
     land(lake, D1, "a.json", [{"seq": 2, "payload": {"v": "a", "n": 5}}])

@@ -27,12 +27,12 @@ def _rows(spark, lake):
     return {r["id"]: r for r in table.collect()}
 
 
-def test_promote_moves_rescued_values_into_a_new_column(tmp_path):
+def test_promote_moves_rescued_values_into_a_new_column(spark, tmp_path):
     config = write_config(tmp_path / "lake.yaml", "landing", "wh", """
         ev: {path: ev/, start_date: 2026-01-01, schema_evolution_mode: rescue}
     """)
     lake = load_config(config)
-    source, spark = lake.sources["ev"], spark_session()
+    source = lake.sources["ev"]
     _land(tmp_path, "2026-01-01", [{"id": 1, "a": {"x": 1}}])
     f2 = _land(tmp_path, "2026-01-02", [{"id": 2, "a": {"x": 2, "y": 5}, "z": "q"},
                                         {"id": 3, "a": {"x": 3, "y": "not a number"}}])

@@ -8,17 +8,11 @@ from deltalake import DeltaTable
 
 from lake_assets.config import parse_config
 from lake_assets.core import bronze, silver, tables
-from lake_assets.engine import spark_session
 
 D1, D2, D3 = "2026-01-01", "2026-01-02", "2026-01-03"
 
 
 # ---------------------------------------------------------------- helpers (also used by test_gold)
-
-@pytest.fixture(scope="session")
-def spark():
-    return spark_session()  # process-wide; stopped at exit by the engine module
-
 
 def make_lake(tmp_path: Path, silver_yaml: str = "", gold_yaml: str = "", hints: str = "seq BIGINT"):
     text = (f"landing: {tmp_path / 'landing'}\nwarehouse: {tmp_path / 'wh'}\n"

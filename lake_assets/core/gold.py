@@ -56,7 +56,9 @@ def run(spark, lake: LakeConfig, cfg: GoldConfig, days: list[str] | None = None,
         result = GoldResult(cfg.name, None)
         for name, df in sources.items():
             df.createOrReplaceTempView(name)
-        out = _query(spark, cfg)
+        # Sail's local cluster fails a Delta write of a global aggregate ("ExtendedAggregateUdf: no
+        # UDF found for sum") unless a shuffle comes first; one shuffle costs little in a rebuild.
+        out = _query(spark, cfg).repartition(int(spark.conf.get("spark.sql.shuffle.partitions", "8")))
         result.rows_written["*"] = out.count()
         tables.retry_conflicts(lambda: out.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
                                .option("userMetadata", f"gold {cfg.name} rebuild").save(uri))

@@ -76,13 +76,26 @@ class _Files(InputPartition):
         self.files = files
 
 
-def _partitions(files: list, max_partitions: int | None = None) -> list[_Files]:
-    """Spread files over a few partitions, largest first, to balance the work. As many as the
-    machine planning the read has cores: the embedded engine runs every partition at once on its
-    own thread, and more threads than cores only contend for the GIL."""
+# A remote engine reads one file per partition, up to this many partitions.
+MAX_REMOTE_PARTITIONS = 256
+
+
+def read_partitions(spark, files: list) -> int:
+    """How many partitions a read of `files` gets. The embedded engine: as many as this machine
+    has cores (it runs every partition at once on its own thread, and more threads than cores only
+    contend for the GIL). A remote engine plans the read on its driver, whose cores say nothing
+    about the cluster's: one file per partition, and the cluster spreads them."""
     import os
 
-    max_partitions = max_partitions or max(2, os.cpu_count() or 2)
+    from lake_assets.engine import is_embedded
+
+    if is_embedded(spark):
+        return max(2, os.cpu_count() or 2)
+    return max(1, min(len(files), MAX_REMOTE_PARTITIONS))
+
+
+def _partitions(files: list, max_partitions: int) -> list[_Files]:
+    """Spread files over at most `max_partitions` partitions, largest first, to balance the work."""
     groups: list[list] = [[] for _ in range(min(len(files), max_partitions))]
     sizes = [0] * len(groups)
     for f in sorted(files, key=lambda f: -f.get("size", 0)):
@@ -98,7 +111,7 @@ class _Reader(DataSourceReader):
         self.options = options
 
     def partitions(self):
-        return _partitions(self.files) or [_Files([])]
+        return _partitions(self.files, int(self.options["partitions"])) or [_Files([])]
 
 
 class _ScanReader(_Reader):
@@ -279,10 +292,15 @@ class TypedSource(DataSource):
         return _TypedReader(self.options)
 
 
+def _read(spark, source: str, files: list[dict]):
+    return (spark.read.format(source).option("files", json.dumps(files))
+            .option("partitions", str(read_partitions(spark, files))))
+
+
 def scan(spark, files: list[dict], keep_parsed: bool = False) -> dict[str, object]:
     """One row per file (see SCAN_SCHEMA), by URI. `keep_parsed`: keep what pyarrow parsed for
     lake_typed (only where both run in this process: the embedded engine); release() forgets it."""
-    return {r["uri"]: r for r in spark.read.format("lake_scan").option("files", json.dumps(files))
+    return {r["uri"]: r for r in _read(spark, "lake_scan", files)
             .option("keep_parsed", "true" if keep_parsed else "false").load().collect()}
 
 
@@ -309,7 +327,7 @@ def good_rows(spark, files: list[dict], target, data_schema, rescued_column: str
     from pyspark.sql import functions as F
 
     declared = typed_rows.declared_schema(data_schema)
-    return (spark.read.format("lake_typed").option("files", json.dumps(files)).option("schema", declared.json())
+    return (_read(spark, "lake_typed", files).option("schema", declared.json())
             .option("target", target.json()).option("table", data_schema.json())
             .option("rescue_unknown", "true" if rescue_unknown else "false")
             .option("rescued_column", rescued_column).load()
@@ -325,7 +343,7 @@ def quoted(name: str) -> str:
 
 def malformed_rows(spark, files: list[dict], audit: list):
     """The files' malformed lines as quarantine rows."""
-    return (spark.read.format("lake_malformed").option("files", json.dumps(files)).load()
+    return (_read(spark, "lake_malformed", files).load()
             .select("_source_file", "_line", "_raw", "_error", *audit, "_landing_date"))
 
 

@@ -12,6 +12,7 @@ from dagster._core.storage.tags import AUTOMATION_CONDITION_TAG
 
 from lake_assets.config import GoldConfig, LakeConfig, SilverConfig
 from lake_assets.core import gold, silver
+from lake_assets.orchestration import databricks
 from lake_assets.orchestration.bronze import bronze_key, daily_partitions
 from lake_assets.orchestration.checks import blocked_days, blocked_message
 from lake_assets.orchestration.metadata import column_schema, table_metadata
@@ -116,7 +117,10 @@ def silver_asset(lake: LakeConfig, cfg: SilverConfig):
         common, per_day = {}, {}
         if publish:
             try:
-                result = silver.run(lake_resource.spark(), lake_now, cfg_now, publish, log=context.log.info)
+                if lake_now.engine.kind == "databricks":
+                    result, _ = databricks.run_step(context, lake_now, "silver", cfg.name, publish)
+                else:
+                    result = silver.run(lake_resource.spark(), lake_now, cfg_now, publish, log=context.log.info)
             except silver.ExpectationFailed as exc:
                 raise Failure(description=str(exc), metadata={"failed": MetadataValue.json(exc.failures)}) from None
             common = {
@@ -170,7 +174,11 @@ def gold_asset(lake: LakeConfig, cfg: GoldConfig):
         publish = [d for d in days if d not in blocked] if days is not None else None
         common, per_day = {}, {}
         if publish is None or publish:
-            result = gold.run(lake_resource.spark(), lake_now, lake_now.gold[cfg.name], publish, log=context.log.info)
+            if lake_now.engine.kind == "databricks":
+                result, _ = databricks.run_step(context, lake_now, "gold", cfg.name, publish)
+            else:
+                result = gold.run(lake_resource.spark(), lake_now, lake_now.gold[cfg.name], publish,
+                                  log=context.log.info)
             common = {
                 "rows_written": sum(result.rows_written.values()), "table_rows": result.table_rows,
                 "delta_version": result.table_version if result.table_version is not None else -1,
