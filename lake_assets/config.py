@@ -49,7 +49,14 @@ class ChecksConfig(_Strict):
 class SourceConfig(_Strict):
     name: str = ""
     path: str
-    format: Literal["json"] = "json"
+    format: Literal["json", "dynamodb"] = "json"    # dynamodb: DynamoDB JSON, unmarshalled
+    # Framings (see core/framing.py): one document or array per file; records under an envelope array.
+    multiline: bool = False
+    records_path: str | None = None                 # e.g. Records (dotted for deeper: detail.items)
+    # Which objects are data (globs on the key relative to path; defaults skip known non-data files).
+    include: list[str] = []
+    exclude: list[str] = []
+    skip_default_excludes: bool = False
     start_date: dt.date
     schema_evolution_mode: Literal["addNewColumns", "rescue", "failOnNewColumns", "none"] = "addNewColumns"
     schema_hints: str = ""
@@ -90,6 +97,13 @@ class SourceConfig(_Strict):
     @property
     def hints(self):
         return parse_hints(self.schema_hints)
+
+    @property
+    def framing(self):
+        from lake_assets.core.framing import Framing
+
+        return Framing(self.multiline, tuple(self.records_path.split(".")) if self.records_path else (),
+                       self.format == "dynamodb")
 
 
 class Expectation(_Strict):

@@ -44,7 +44,7 @@ LEFT_OUT = [
     b'{"a":1}\n{"a":\n',                                         # malformed line
     b'{"a":1}\n[1,2]\n"x"\n',                                    # not objects
     b'   \n{"a":1}\n', b'\x0b\n{"a":1}\n',                       # whitespace-only lines are blank
-    b'{"a":1,"b":NaN}\n{"a":"x","b":1.5}\n{"a":"y","c":[}\n',     # NaN: malformed for orjson; conflicts
+    b'{"a":1,"b":nan}\n{"a":"x","b":1.5}\n{"a":"y","c":[}\n',     # malformed lines; conflicts
 ]
 FALLBACK = [
     b'{"a":NaN}\n', b'{"a":Infinity}\n',                         # RapidJSON accepts, orjson does not

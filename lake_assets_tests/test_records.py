@@ -25,11 +25,18 @@ def test_parse_line_objects():
 
 @pytest.mark.parametrize("line", [
     b"not json", b"[1, 2]", b'[{"a": 1}]', b"42", b'"text"', b"null", b"true",
-    b'{"a": 1', b'{"a": [1, 2}', b'{"a": NaN}', b'{"a": Infinity}', b'{"a": 1}{"b": 2}', b"\xff\xfe{}",
+    b'{"a": 1', b'{"a": [1, 2}', b'{"a": nan}', b'{"a": +Infinity}', b'{"a": 1}{"b": 2}', b"\xff\xfe{}",
 ])
 def test_parse_line_rejects_what_is_not_one_json_object(line):
     with pytest.raises(Malformed):
         parse_line(line)
+
+
+def test_parse_line_reads_nan_and_infinity_as_spark_does():
+    import math
+
+    value = parse_line(b'{"a": NaN, "b": [Infinity, -Infinity], "c": 12345678901234567890123}')
+    assert math.isnan(value["a"]) and value["b"] == [math.inf, -math.inf] and value["c"] == 12345678901234567890123
 
 
 def test_parse_line_malformed_reason_says_what_was_found():

@@ -29,11 +29,11 @@ from lake_assets.core.schema_log import SchemaLog
 from lake_assets.engine import is_embedded
 from lake_assets.errors import LakeError
 
-AUDIT_COLUMNS = ("_source_file", "_line", "_ingested_at", "_batch_id", "_landing_date")
+AUDIT_COLUMNS = ("_source_file", "_line", "_record", "_ingested_at", "_batch_id", "_landing_date")
 PARTITION_COLUMN = "_landing_date"
 QUARANTINE_SCHEMA = T.StructType([
     T.StructField("_source_file", T.StringType()), T.StructField("_line", T.LongType()),
-    T.StructField("_raw", T.StringType()), T.StructField("_error", T.StringType()),
+    T.StructField("_record", T.LongType()), T.StructField("_raw", T.StringType()), T.StructField("_error", T.StringType()),
     T.StructField("_batch_id", T.StringType()), T.StructField("_ingested_at", T.TimestampType()),
     T.StructField("_landing_date", T.StringType()),
 ])
@@ -202,7 +202,8 @@ def batches(planned: list, max_files: int, max_bytes: int) -> list[list]:
 
 def _load(spark, source: SourceConfig, layout: Layout, claimed: list[Planned], batch_id: str, result: IngestResult,
           ledger: Ledger, log) -> None:
-    files = [{"uri": p.file.uri, "etag": p.file.etag, "size": p.file.size, "day": p.day} for p in claimed]
+    files = [{"uri": p.file.uri, "etag": p.file.etag, "size": p.file.size, "day": p.day,
+              "framing": source.framing.as_dict()} for p in claimed]
     try:
         _load_files(spark, source, layout, claimed, files, batch_id, result, ledger, log)
     finally:
@@ -316,8 +317,9 @@ def _write(spark, df, uri: str, fresh: bool, scope: str, batch_id: str, create_s
     if fresh:
         tables.retry_conflicts(lambda: tables.append(df, uri, partition_by=PARTITION_COLUMN, metadata=batch_id))
         return
-    if tables.schema_or_none(spark, uri) is None:
-        tables.add_columns(spark, uri, create_schema, PARTITION_COLUMN, batch_id)
+    existing = tables.schema_or_none(spark, uri)
+    if existing is None or not set(df.columns) <= set(existing.fieldNames()):  # also: a table from before _record
+        tables.add_columns(spark, uri, create_schema or df.schema, PARTITION_COLUMN, batch_id)
     tables.retry_conflicts(lambda: tables.replace_rows(spark, df, uri, keys=[PARTITION_COLUMN, "_source_file", "_line"],
                                                        scope=scope, metadata=batch_id))
 
@@ -366,7 +368,8 @@ def _changed_since_scan(f: dict) -> str | None:
 def bronze_table_schema(data: T.StructType, rescued_column: str) -> T.StructType:
     return T.StructType(list(data.fields) + [
         T.StructField(rescued_column, T.StringType()), T.StructField("_source_file", T.StringType()),
-        T.StructField("_line", T.LongType()), T.StructField("_ingested_at", T.TimestampType()),
+        T.StructField("_line", T.LongType()), T.StructField("_record", T.LongType()),
+        T.StructField("_ingested_at", T.TimestampType()),
         T.StructField("_batch_id", T.StringType()), T.StructField(PARTITION_COLUMN, T.StringType()),
     ])
 

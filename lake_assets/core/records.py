@@ -35,9 +35,10 @@ def parse_line(line: bytes | str) -> dict:
         if long_integer:
             value = _parse_exact(line)
     except orjson.JSONDecodeError as exc:
-        if not long_integer:
+        non_finite = _NON_FINITE.search(line) is not None
+        if not (long_integer or non_finite):
             raise Malformed(f"invalid JSON: {exc}") from None
-        value = _parse_exact(line)
+        value = _parse_exact(line, non_finite)
     if not isinstance(value, dict):
         raise Malformed(f"not a JSON object (a JSON {type(value).__name__})")
     return value
@@ -47,7 +48,11 @@ def parse_line(line: bytes | str) -> dict:
 _LONG_INTEGER = re.compile(rb"[:\[,]\s*-?\d{19,}\s*[,}\]]")
 
 
-def _parse_exact(line: bytes):
+# NaN, Infinity and -Infinity, which Spark's JSON reader reads as doubles (orjson rejects them).
+_NON_FINITE = re.compile(rb"[:\[,]\s*-?(?:NaN|Infinity)\s*[,}\]]")
+
+
+def _parse_exact(line: bytes, non_finite: bool = False):
     def reject(text):
         raise Malformed(f"invalid JSON: number out of range or not a number: {text}")
 
@@ -56,7 +61,7 @@ def _parse_exact(line: bytes):
         return reject(text) if math.isinf(value) else value
 
     try:
-        return json.loads(line, parse_constant=reject, parse_float=number)
+        return json.loads(line, parse_constant=float if non_finite else reject, parse_float=number)
     except Malformed:
         raise
     except (ValueError, RecursionError) as exc:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
+from lake_assets.core import framing
 from lake_assets.core.pyarrow_scan import arrow_read
 
 
@@ -115,8 +117,10 @@ def typed_batch(out: pa.Schema, declared: pa.Schema, table, numbers, rescued: pa
     columns = [conform(_array(table.column(field.name)), field.type)
                if field.name in table.column_names else pa.nulls(n, field.type) for field in declared]
     repeat = pa.array(np.zeros(n, np.int64))
-    columns += [rescued, pa.array([f["uri"]]).take(repeat), pa.array(numbers, pa.int64()),
-                pa.array([f["day"]]).take(repeat)]
+    lines = pa.array(numbers, pa.int64())
+    # _record: the 0-based position where records have no line of their own (framing.per_record)
+    records = pa.compute.subtract(lines, 1) if f.get("per_record") else pa.nulls(n, pa.int64())
+    columns += [rescued, pa.array([f["uri"]]).take(repeat), lines, records, pa.array([f["day"]]).take(repeat)]
     return pa.RecordBatch.from_arrays(columns, schema=out)
 
 
@@ -137,7 +141,9 @@ def walked_batch(out: pa.Schema, declared: pa.Schema, fitter, walk: list, f: dic
         rescued.append(rescued_json(rescue, f["uri"]))
     schema = walk_schema(declared)
     if schema is not None:
-        table = arrow_read(b"\n".join(orjson.dumps(r) for r in records), schema, "error") if records \
+        non_finite = any(b"NaN" in raw or b"Infinity" in raw for _, raw in walk)
+        dumps = framing.dumps_non_finite if non_finite else orjson.dumps  # orjson writes NaN as null
+        table = arrow_read(b"\n".join(dumps(r) for r in records), schema, "error") if records \
             else pa.table([pa.nulls(0, field.type) for field in schema], schema=schema)
         if table is None:
             raise RuntimeError(f"{f['uri']}: pyarrow cannot read the Fitter's records back")
