@@ -17,6 +17,8 @@ import re
 import orjson
 from pyspark.sql import types as T
 
+from lake_assets.core.schema import is_empty
+
 _INT_RANGES = {T.ByteType: 2**7, T.ShortType: 2**15, T.IntegerType: 2**31, T.LongType: 2**63}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -91,7 +93,7 @@ class Fitter:
                 fitted = self._value(value, fields[key], sub, rescued, ignored)
                 if fitted is not None:
                     out[key] = fitted
-            elif value is None:
+            elif is_empty(value):  # null, [], {}: nothing to keep, never rescued
                 continue
             elif self.rescue_unknown:
                 rescued[sub] = value
@@ -119,6 +121,8 @@ class Fitter:
             ok = False
         else:
             ok, fitted = fit_atomic(value, t)
+        if not ok and is_empty(value):  # [] or {} where the column holds something else: null, not a conflict
+            return None
         if not ok:
             rescued[path] = value
             return None
@@ -127,8 +131,8 @@ class Fitter:
 
 def fit_atomic(value, t: T.DataType) -> tuple[bool, object]:
     """Whether a JSON scalar fits an atomic column type, and the value to write."""
-    if isinstance(t, T.StringType):
-        return isinstance(value, str), value
+    if isinstance(t, T.StringType):  # any value, as its JSON text (as Spark's JSON reader stores it)
+        return True, value if isinstance(value, str) else json_text(value)
     if isinstance(t, T.BooleanType):
         return isinstance(value, bool), value
     if isinstance(value, bool):
@@ -181,6 +185,18 @@ def fit_atomic(value, t: T.DataType) -> tuple[bool, object]:
             return True, ts.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         return False, value
     return False, value
+
+
+def json_text(value) -> str:
+    """A parsed JSON value as compact JSON text (NaN and Infinity as Spark writes them)."""
+    from lake_assets.core.framing import dumps_non_finite
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return dumps_non_finite(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # integers past 64 bits
+        return dumps_non_finite(value).decode()
 
 
 def rescued_json(rescued: dict, file_path: str) -> str | None:

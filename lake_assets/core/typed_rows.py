@@ -24,6 +24,8 @@ def misfits(target, seen, ts: dict, steps: list, out: dict) -> None:
     whose values conform cannot turn into `target` as the Fitter would write them (_leaf_fits)."""
     from pyspark.sql import types as T
 
+    from lake_assets.core.schema import drop_unknown
+
     if isinstance(seen, T.NullType):
         return
     if isinstance(target, T.StructType) and isinstance(seen, T.StructType):
@@ -31,6 +33,8 @@ def misfits(target, seen, ts: dict, steps: list, out: dict) -> None:
         for f in seen.fields:
             if isinstance(f.dataType, T.NullType):
                 continue
+            if f.name not in fields and drop_unknown(f.dataType) is None:
+                continue  # only empty values: left out, as the Fitter leaves them out
             if f.name not in fields:
                 out[tuple(steps + [f.name])] = None
             else:
@@ -105,11 +109,10 @@ def _never_fits(target, arrow_type) -> bool:
     if target is None:
         return True
     if pa.types.is_boolean(arrow_type):
-        return not isinstance(target, T.BooleanType)
+        return not isinstance(target, (T.BooleanType, T.StringType))
     if pa.types.is_string(arrow_type):
         return not isinstance(target, (T.StringType, T.DateType, T.TimestampType))
-    return isinstance(target, (T.StringType, T.BooleanType, T.DateType, T.TimestampType, T.StructType,
-                               T.ArrayType, T.MapType))
+    return isinstance(target, (T.BooleanType, T.DateType, T.TimestampType, T.StructType, T.ArrayType, T.MapType))
 
 
 def typed_batch(out: pa.Schema, declared: pa.Schema, table, numbers, rescued: pa.Array, f: dict) -> pa.RecordBatch:
@@ -272,6 +275,8 @@ def _leaf_fits(target, seen, timestamp_shaped: bool) -> bool:
         return isinstance(seen, (T.LongType, T.DoubleType))
     if isinstance(target, T.DateType):
         return isinstance(seen, T.StringType)
-    simple = (T.StringType, T.LongType, T.DoubleType, T.BooleanType)
+    if isinstance(target, T.StringType):  # integers and booleans as their JSON text (pyarrow's cast writes it)
+        return isinstance(seen, (T.StringType, T.LongType, T.BooleanType))
+    simple = (T.LongType, T.DoubleType, T.BooleanType)
     return isinstance(target, simple) and (target == seen or (isinstance(seen, T.LongType)
                                                               and isinstance(target, T.DoubleType)))
