@@ -26,6 +26,7 @@ from lake_assets.core.ledger import COMMITTED, FAILED, Entry, Ledger, is_stale, 
 from lake_assets.core.partitions import landing_date
 from lake_assets.core.schema import SchemaDiff, diff, evolve, merge_types, subsumes
 from lake_assets.core.schema_log import SchemaLog
+from lake_assets.core.selection import Selection
 from lake_assets.engine import is_embedded
 from lake_assets.errors import LakeError
 
@@ -91,6 +92,7 @@ class IngestResult:
     failed: dict[str, str] = field(default_factory=dict)
     skipped_busy: int = 0
     skipped_overwritten: int = 0
+    skipped_unselected: int = 0   # objects of these days that are not data (include / exclude, default excludes)
     write_modes: set[str] = field(default_factory=set)   # append (new files) / replace (rows rewritten)
     table_version: int | None = None
     schema: T.StructType | None = None
@@ -109,13 +111,25 @@ class Planned:
 def list_landing(lake: LakeConfig, source: SourceConfig, days: set[str] | None = None
                  ) -> list[tuple[storage.FileInfo, str]]:
     """The source's landing files with their landing dates, limited to `days` when given."""
-    prefix = storage.join(lake.landing, source.path)
-    out = []
-    for f in storage.list_files(prefix):
-        day = landing_date(f.uri[len(prefix):], f.last_modified).isoformat()
-        if days is None or day in days:
+    return listing(lake, source, days)[0]
+
+
+def listing(lake: LakeConfig, source: SourceConfig, days: set[str] | None = None
+            ) -> tuple[list[tuple[storage.FileInfo, str]], int, int]:
+    """(list_landing, objects of those days the selection skipped, data objects of any day)."""
+    selection = Selection.of(lake.landing, source)
+    out, skipped, data = [], 0, 0
+    for f in storage.list_files(selection.prefix):
+        day = landing_date(f.uri[len(selection.prefix):], f.last_modified).isoformat()
+        selected = selection.selects(f.uri)
+        data += selected
+        if days is not None and day not in days:
+            continue
+        if not selected:
+            skipped += 1
+        else:
             out.append((f, day))
-    return out
+    return out, skipped, data
 
 
 def plan(listed: list[tuple[storage.FileInfo, str]], entries: dict[str, Entry], source: SourceConfig,
@@ -155,7 +169,11 @@ def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, re
     storage.check_bucket(lake.landing, "landing")
     storage.check_bucket(lake.warehouse, "warehouse")
 
-    listed = list_landing(lake, source, set(days))
+    listed, result.skipped_unselected, data_objects = listing(lake, source, set(days))
+    if not data_objects:
+        log(f"warning: {source.name}: path {source.path!r} matches no data object on any day "
+            f"({Selection.of(lake.landing, source).pattern}, include {list(source.include)}, exclude "
+            f"{list(source.exclude)} and the default excludes)")
     ledger = Ledger(spark, layout.ledger)
     checkpoint("listed")
     now = dt.datetime.now(dt.timezone.utc)
@@ -166,7 +184,8 @@ def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, re
             f"day in UTC)")
     else:
         log(f"{source.name} {_span(days)}: {len(listed)} file(s) landed, {len(wanted)} to ingest"
-            + (f", {result.skipped_busy} claimed by another run" if result.skipped_busy else ""))
+            + (f", {result.skipped_busy} claimed by another run" if result.skipped_busy else "")
+            + (f", {result.skipped_unselected} other object(s) skipped (not data)" if result.skipped_unselected else ""))
     done = 0
     for batch in batches(wanted, source.max_files_per_run, source.max_bytes_per_run)[:max_batches]:
         batch_id = str(uuid.uuid4())

@@ -91,7 +91,14 @@ def frame(data: bytes, framing: Framing, split: bool = False) -> Framed:
 
 def concatenated(data: bytes) -> Framed | None:
     """A plain NDJSON file whose lines did not all parse, as concatenated JSON values (Firehose:
-    `{…}{…}` with or without whitespace), when the whole file parses that way; else None."""
+    `{…}{…}` with or without whitespace) when the whole file parses that way, or as one top-level
+    array of objects (as Spark reads it); else None (a line holding `[1, 2]` stays malformed)."""
+    try:
+        whole = orjson.loads(data[len(BOM):] if data.startswith(BOM) else data)
+        if isinstance(whole, list) and all(isinstance(v, dict) for v in whole):  # one array of records
+            return frame(data, Framing(), split=True)
+    except orjson.JSONDecodeError:
+        pass
     try:
         for line in data.split(b"\n"):
             if line.strip():

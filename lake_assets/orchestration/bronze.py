@@ -71,6 +71,7 @@ def bronze_asset(lake: LakeConfig, source: SourceConfig):
             metadata["ignored_fields"] = MetadataValue.json(result.ignored_fields)
         if result.skipped_busy:
             metadata["files_claimed_by_other_runs"] = result.skipped_busy
+        metadata["objects_skipped_not_data"] = result.skipped_unselected  # include / exclude / default excludes
         return MaterializeResult(metadata=metadata)
 
     return _bronze
