@@ -182,3 +182,43 @@ def test_github_payloads_with_empty_values_and_numbers_for_strings_are_not_rescu
     assert [r["pusher"]["id"] for r in rows] == ["u1", "1700000000"]  # a number for a STRING: its JSON text
     assert [list(x["name"] for x in r["labels"]) for r in rows] == [[], ["bug"]]
     assert "assignees" not in rows[0] and "head" not in rows[0]  # seen only empty: waits for a value
+
+
+def test_on_s3_bronze_and_the_sensor_select_the_same_objects_of_a_glob_path(spark, tmp_path, buckets, local_s3):
+    from dagster import DagsterInstance, build_sensor_context
+
+    from lake_assets.config import load_config
+    from lake_assets.definitions import build_definitions
+    from lake_assets.orchestration.resources import LakeResource
+    from lake_assets_tests.conftest import write_config
+
+    landing, warehouse = buckets
+    today = __import__("datetime").datetime.now(__import__("datetime").timezone.utc).date()
+    path = write_config(tmp_path / "lake.yaml", landing, warehouse, f"""
+        users: {{path: "exports/AWSDynamoDB/*/data/", format: dynamodb, start_date: {today.isoformat()}}}
+    """)
+    client, bucket = local_s3.client(), landing[5:]
+    export = "exports/AWSDynamoDB/01767000000000-abcdef12/"
+    client.put_object(Bucket=bucket, Key=export + "data/aaaa.json.gz",
+                      Body=gzip.compress(b"\n".join(json.dumps(_ddb_item(i)).encode() for i in range(5))))
+    for name in ("manifest-summary.json", "manifest-summary.md5", "manifest-files.json", "manifest-files.md5",
+                 "_started", "data/aaaa.checksum"):
+        client.put_object(Bucket=bucket, Key=export + name, Body=b"{}")
+    client.put_object(Bucket=bucket, Key="exports/AWSDynamoDB/other.json", Body=b"{}")  # outside the glob
+
+    defs = build_definitions(path)
+    context = build_sensor_context(instance=DagsterInstance.ephemeral(), definitions=defs,
+                                   resources={"lake_resource": LakeResource(config_path=path)})
+    requested = defs.get_sensor_def("bronze_users_files")(context).run_requests
+    assert [r.tags["lake/files"] for r in requested] == ["1"]  # only the data file starts a run
+
+    lake = load_config(path)
+    result = ingest(spark, lake, lake.sources["users"], [today.isoformat()], log=lambda _: None)
+    assert (result.files, result.records, result.skipped_unselected) == (1, 5, 7)
+    from deltalake import DeltaTable
+
+    from lake_assets.core.delta_meta import storage_options
+
+    uri = Layout(lake.warehouse, "users").bronze
+    frame = DeltaTable(uri, storage_options=storage_options(uri)).to_pandas()
+    assert sorted(frame["pk"]) == [f"user#{i}" for i in range(5)] and sorted(frame["age"]) == [18, 19, 20, 21, 22]
