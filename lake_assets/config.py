@@ -57,6 +57,7 @@ class SourceConfig(_Strict):
     include: list[str] = []
     exclude: list[str] = []
     skip_default_excludes: bool = False
+    partition_columns: list[str] = []               # Hive-style k=v folders as typed columns
     start_date: dt.date
     schema_evolution_mode: Literal["addNewColumns", "rescue", "failOnNewColumns", "none"] = "addNewColumns"
     schema_hints: str = ""
@@ -79,6 +80,15 @@ class SourceConfig(_Strict):
             parse_hints(value)
         except SchemaError as exc:
             raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("partition_columns")
+    @classmethod
+    def _partition_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name) or name.startswith("_"):
+                raise ValueError(f"{name!r}: a partition column is a plain name (letters, digits, _; "
+                                 f"not starting with _, which audit columns use)")
         return value
 
     @field_validator("rescued_data_column")

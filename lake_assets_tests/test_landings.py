@@ -222,3 +222,25 @@ def test_on_s3_bronze_and_the_sensor_select_the_same_objects_of_a_glob_path(spar
     uri = Layout(lake.warehouse, "users").bronze
     frame = DeltaTable(uri, storage_options=storage_options(uri)).to_pandas()
     assert sorted(frame["pk"]) == [f"user#{i}" for i in range(5)] and sorted(frame["age"]) == [18, 19, 20, 21, 22]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_hive_style_folders_become_typed_columns(spark, tmp_path, mode):
+    config, source = _lake(tmp_path, mode, partition_columns=["customer_id", "dt", "region"],
+                           schema_hints="dt DATE")
+    _put(tmp_path, "customer_id=40/dt=2026-01-02/a.json", b'{"id":1}\n{"id":2,"region":"eu"}\n')
+    _put(tmp_path, "customer_id=41/dt=2026-01-02/region=us/b.json", b'{"id":3}\n')
+    _put(tmp_path, "customer_id=abc/dt=2026-01-02/c.json", b'{"id":4}\n')  # not a number: rescued, not lost
+    result = _run(spark, config, source)
+    rows = _rows(config)
+    assert result.records == 4 == len(rows)
+    got = {r["id"]: (r["customer_id"], str(r["dt"]), None if _null(r["region"]) else r["region"]) for r in rows}
+    assert {k: v for k, v in got.items() if k != 4} == {
+        1: (40, "2026-01-02", None), 2: (40, "2026-01-02", "eu"), 3: (41, "2026-01-02", "us")}
+    row4 = [r for r in rows if r["id"] == 4][0]
+    assert math.isnan(row4["customer_id"]) and json.loads(row4["_rescued_data"])["customer_id"] == "abc"
+    from lake_assets.core import tables
+
+    schema = tables.schema_or_none(spark, Layout(config.warehouse, "src").bronze)
+    assert {f.name: f.dataType.simpleString() for f in schema.fields if f.name in ("customer_id", "dt", "region")} == {
+        "customer_id": "bigint", "dt": "date", "region": "string"}

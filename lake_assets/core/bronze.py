@@ -26,7 +26,7 @@ from lake_assets.core.ledger import COMMITTED, FAILED, Entry, Ledger, is_stale, 
 from lake_assets.core.partitions import landing_date
 from lake_assets.core.schema import SchemaDiff, diff, evolve, merge_types, subsumes
 from lake_assets.core.schema_log import SchemaLog
-from lake_assets.core.selection import Selection
+from lake_assets.core.selection import Selection, partition_values
 from lake_assets.engine import is_embedded
 from lake_assets.errors import LakeError
 
@@ -222,7 +222,8 @@ def batches(planned: list, max_files: int, max_bytes: int) -> list[list]:
 def _load(spark, source: SourceConfig, layout: Layout, claimed: list[Planned], batch_id: str, result: IngestResult,
           ledger: Ledger, log) -> None:
     files = [{"uri": p.file.uri, "etag": p.file.etag, "size": p.file.size, "day": p.day,
-              "framing": source.framing.as_dict()} for p in claimed]
+              "framing": source.framing.as_dict(),
+              "partition_values": partition_values(p.file.uri, source.partition_columns)} for p in claimed]
     try:
         _load_files(spark, source, layout, claimed, files, batch_id, result, ledger, log)
     finally:

@@ -130,6 +130,10 @@ class _ScanReader(_Reader):
             parsed = r.pop("parsed", None)
             if parsed and self.options.get("keep_parsed") == "true":
                 _PARSED.put((f["uri"], f.get("etag")), parsed)
+            if f.get("partition_values"):  # the folder values are fields of every record (if it has none of its own)
+                from lake_assets.core.schema import merge_types
+
+                r["schema"] = merge_types(r["schema"], typed_rows.partition_schema(f["partition_values"]))
             tracked = r["malformed"] if len(r["malformed"]) <= pyarrow_scan.MAX_TRACKED_MALFORMED else None
             yield (f["uri"], f.get("etag"), r["records"], json.dumps(tracked), r["schema"].json(), None, r["engine"],
                    split is not None)

@@ -105,3 +105,16 @@ class Selection:
         """(the selected files, how many other objects the listing held)."""
         chosen = [f for f in files if self.selects(f.uri)]
         return chosen, len(files) - len(chosen)
+
+
+def partition_values(uri: str, names: list[str]) -> dict[str, str]:
+    """The Hive-style `name=value` folders of an object's key for `names` (Auto Loader's
+    partitionColumns); the folder nearest the file wins a repeated name."""
+    from urllib.parse import unquote
+
+    out = {}
+    for folder in uri.split("://", 1)[-1].split("/")[:-1]:
+        name, eq, value = folder.partition("=")
+        if eq and name in names:
+            out[name] = unquote(value)
+    return out

@@ -119,12 +119,56 @@ def typed_batch(out: pa.Schema, declared: pa.Schema, table, numbers, rescued: pa
     n = table.num_rows
     columns = [conform(_array(table.column(field.name)), field.type)
                if field.name in table.column_names else pa.nulls(n, field.type) for field in declared]
+    if f.get("partition_values"):
+        columns, rescued = _partition_columns(columns, declared, f, rescued)
     repeat = pa.array(np.zeros(n, np.int64))
     lines = pa.array(numbers, pa.int64())
     # _record: the 0-based position where records have no line of their own (framing.per_record)
     records = pa.compute.subtract(lines, 1) if f.get("per_record") else pa.nulls(n, pa.int64())
     columns += [rescued, pa.array([f["uri"]]).take(repeat), lines, records, pa.array([f["day"]]).take(repeat)]
     return pa.RecordBatch.from_arrays(columns, schema=out)
+
+
+def _partition_columns(columns: list, declared: pa.Schema, f: dict, rescued: pa.Array) -> tuple[list, pa.Array]:
+    """The file's `k=v` folder values in their columns where the record has no value of its own
+    (a record's own field wins; nothing is overwritten). A folder value its column's type cannot
+    hold (a hinted INT folder `x`) is rescued, keyed by the column name."""
+    import pyarrow.compute as pc
+
+    from lake_assets.core.records import rescued_json
+
+    misfit = {}
+    for i, field in enumerate(declared):
+        text = f["partition_values"].get(field.name)
+        if text is None:
+            continue
+        try:
+            value = pa.array([text]).cast(field.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            misfit[field.name] = text
+            continue
+        columns[i] = pc.coalesce(columns[i], value.take(pa.array(np.zeros(len(columns[i]), np.int64))))
+    if misfit:
+        rows = [orjson.loads(r) if r else {} for r in rescued.to_pylist()]
+        rescued = pa.array([rescued_json({**{k: v for k, v in r.items() if k != "_file_path"}, **misfit}, f["uri"])
+                            for r in rows], pa.string())
+    return columns, rescued
+
+
+def partition_schema(values: dict[str, str]):
+    """The inferred types of a file's partition folder values: integers BIGINT, other numbers
+    DOUBLE, true / false BOOLEAN, anything else STRING (hints fix them like any field)."""
+    import re
+
+    from pyspark.sql import types as T
+
+    def kind(text: str):
+        if re.fullmatch(r"-?[0-9]{1,18}", text):
+            return T.LongType()
+        if re.fullmatch(r"-?[0-9]+\.[0-9]+([eE][-+]?[0-9]+)?", text):
+            return T.DoubleType()
+        return T.BooleanType() if text in ("true", "false") else T.StringType()
+    return T.StructType([T.StructField(k, kind(v)) for k, v in values.items()])
 
 
 def walked_batch(out: pa.Schema, declared: pa.Schema, fitter, walk: list, f: dict) -> pa.RecordBatch:
