@@ -18,6 +18,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import orjson
 
 BOM = b"\xef\xbb\xbf"
@@ -68,13 +69,16 @@ def frame(data: bytes, framing: Framing, split: bool = False) -> Framed:
         return Framed(data, False)
     if not (framing.multiline or framing.records_path or split) and framing.dynamodb:
         return _line_by_line(data, framing)
-    docs = _documents(data)
+    docs = _documents(data, raw_objects=not (framing.records_path or framing.dynamodb))
     if docs is None:
         return Framed(BAD, True, {1: (data.decode("utf-8", "replace"), "not JSON (or not UTF-8)")})
     out = Framed(b"", True)
     lines: list[bytes] = []
     dumps = dumps_non_finite if (b"NaN" in data or b"Infinity" in data) else _dumps
     for doc in docs:
+        if isinstance(doc, bytes):  # an object on one line, as it is (the scan parses it)
+            lines.append(doc)
+            continue
         if isinstance(doc, _Unparsed):
             lines.append(BAD)
             out.errors[len(lines)] = (doc.text, doc.why)
@@ -115,10 +119,11 @@ class _Unparsed:
         self.text, self.why = text, why
 
 
-def _documents(data: bytes) -> list | None:
+def _documents(data: bytes, raw_objects: bool = False) -> list | None:
     """The JSON values of a file in order: the whole file as one value, else its lines when each
     parses, else values split one after another (an unparseable rest becomes one _Unparsed). None
-    when the file is not UTF-8 or not even its first value parses."""
+    when the file is not UTF-8 or not even its first value parses. `raw_objects`: an object that
+    fits on one line stays its bytes, unparsed (Firehose: no parse before the scan's)."""
     try:
         return [orjson.loads(data)]
     except orjson.JSONDecodeError:
@@ -128,6 +133,11 @@ def _documents(data: bytes) -> list | None:
         return [orjson.loads(line) for line in lines]
     except orjson.JSONDecodeError:
         pass
+    slices = _value_slices(data)
+    if slices is not None:
+        raws = (data[a:b] for a, b in slices)
+        return [raw if raw_objects and raw[:1] == b"{" and b"\n" not in raw and b"\r" not in raw else _parse(raw)
+                for raw in raws]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -144,6 +154,62 @@ def _documents(data: bytes) -> list | None:
         docs.append(value)
         at = _SPACE.match(text, end).end()
     return docs
+
+
+_STRUCTURAL = np.zeros(256, bool)
+_STRUCTURAL[list(b'"\\{}[]')] = True
+_WHITESPACE = np.zeros(256, bool)
+_WHITESPACE[list(b" \t\r\n")] = True
+
+
+def _value_slices(data: bytes) -> list[tuple[int, int]] | None:
+    """(start, end) of each top-level object or array of concatenated JSON, found from the
+    structural bytes alone (numpy; quotes escaped by an odd run of backslashes do not count), or
+    None when the file is not objects and arrays separated by whitespace."""
+    buf = np.frombuffer(data, np.uint8)
+    at = np.flatnonzero(_STRUCTURAL[buf])
+    chars = buf[at]
+    slashes = at[chars == 92]
+    if len(slashes):  # in each run of backslashes, every other one escapes the byte after it
+        run_start = np.concatenate(([True], np.diff(slashes) != 1))
+        first = np.maximum.accumulate(np.where(run_start, np.arange(len(slashes)), 0))
+        escaped = slashes[(np.arange(len(slashes)) - first) % 2 == 0] + 1
+    else:
+        escaped = np.array([], np.int64)
+    quotes = at[chars == 34]
+    quotes = quotes[~np.isin(quotes, escaped)]
+    brackets = (chars != 34) & (chars != 92)
+    where, kind = at[brackets], chars[brackets]
+    outside = np.searchsorted(quotes, where) % 2 == 0  # an even number of quotes before: not in a string
+    if len(quotes) % 2:
+        return None
+    where, kind = where[outside], kind[outside]
+    step = np.where((kind == 123) | (kind == 91), 1, -1)
+    depth = np.cumsum(step)
+    if not len(depth) or depth.min() < 0 or depth[-1] != 0:
+        return None
+    starts = where[(depth == 1) & (step == 1)]
+    ends = where[depth == 0] + 1
+    if len(starts) != len(ends):
+        return None
+    inside = np.zeros(len(buf) + 1, np.int8)
+    inside[starts] += 1
+    inside[ends] -= 1
+    if np.any(~_WHITESPACE[buf] & (np.cumsum(inside[:-1], dtype=np.int8) == 0)):
+        return None  # something between the values (a top-level scalar, stray text)
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def _parse(raw: bytes):
+    """One JSON value (NaN, Infinity and integers past 64 bits read as parse_line reads them), or _Unparsed."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        return _Unparsed(raw.decode("utf-8", "replace"), f"invalid JSON: {exc}")
 
 
 def _records(doc, framing: Framing) -> list:
