@@ -58,6 +58,10 @@ class SourceConfig(_Strict):
     exclude: list[str] = []
     skip_default_excludes: bool = False
     partition_columns: list[str] = []               # Hive-style k=v folders as typed columns
+    # After commit (Auto Loader cleanSource): move committed files under archive_to, or delete them.
+    clean_source: Literal["off", "move", "delete"] = "off"
+    archive_to: str | None = None                   # a URI, an absolute folder, or a prefix under landing
+    clean_source_retention_hours: float = Field(720, ge=0)  # Auto Loader's default: 30 days
     start_date: dt.date
     schema_evolution_mode: Literal["addNewColumns", "rescue", "failOnNewColumns", "none"] = "addNewColumns"
     schema_hints: str = ""
@@ -97,6 +101,16 @@ class SourceConfig(_Strict):
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
             raise ValueError("must be a plain column name (letters, digits, _)")
         return value
+
+    @model_validator(mode="after")
+    def _archive_for_move(self):
+        if self.clean_source == "move" and not self.archive_to:
+            raise ValueError("clean_source move needs archive_to (where committed files go)")
+        relative = self.archive_to and "://" not in self.archive_to and not self.archive_to.startswith("/")
+        if relative and (self.archive_to.strip("/") + "/").startswith(self.path.split("*")[0].strip("/") + "/"):
+            raise ValueError(f"archive_to {self.archive_to!r} is inside path {self.path!r}: archived files "
+                             f"would be listed as new data")
+        return self
 
     @model_validator(mode="after")
     def _queue_for_notifications(self):

@@ -20,7 +20,7 @@ from pyspark.sql import types as T
 
 from lake_assets import storage
 from lake_assets.config import LakeConfig, SourceConfig
-from lake_assets.core import reader, tables
+from lake_assets.core import archive, reader, tables
 from lake_assets.core.faults import checkpoint
 from lake_assets.core.ledger import COMMITTED, FAILED, Entry, Ledger, is_stale, this_owner
 from lake_assets.core.partitions import landing_date
@@ -93,6 +93,7 @@ class IngestResult:
     skipped_busy: int = 0
     skipped_overwritten: int = 0
     skipped_unselected: int = 0   # objects of these days that are not data (include / exclude, default excludes)
+    cleaned: int = 0              # committed files clean_source moved or deleted
     write_modes: set[str] = field(default_factory=set)   # append (new files) / replace (rows rewritten)
     table_version: int | None = None
     schema: T.StructType | None = None
@@ -160,21 +161,28 @@ def plan(listed: list[tuple[storage.FileInfo, str]], entries: dict[str, Entry], 
 
 def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, reprocess: bool = False,
            run_id: str | None = None, log: Callable[[str], None] = print,
-           progress: Callable[[int, int], None] | None = None, max_batches: int | None = None) -> IngestResult:
+           progress: Callable[[int, int], None] | None = None, max_batches: int | None = None,
+           from_archive: bool = False) -> IngestResult:
     """Ingest the landing files of `days` (YYYY-MM-DD) into bronze, in batches bounded by the
     source's max_files_per_run / max_bytes_per_run; `reprocess` re-reads committed files too;
-    `max_batches` stops after that many batches (a sensor's bounded run; the rest waits)."""
+    `max_batches` stops after that many batches (a sensor's bounded run; the rest waits);
+    `from_archive` reads the files clean_source moved under archive_to instead (with reprocess)."""
     layout = Layout(lake.warehouse, source.name)
     result = IngestResult(source.name, sorted(days))
     storage.check_bucket(lake.landing, "landing")
     storage.check_bucket(lake.warehouse, "warehouse")
 
-    listed, result.skipped_unselected, data_objects = listing(lake, source, set(days))
+    ledger = Ledger(spark, layout.ledger)
+    reads: dict[str, str] = {}
+    if from_archive:
+        listed, reads = archive.archived_listing(lake.landing, source, set(days), ledger.entries())
+        data_objects = len(listed)
+    else:
+        listed, result.skipped_unselected, data_objects = listing(lake, source, set(days))
     if not data_objects:
         log(f"warning: {source.name}: path {source.path!r} matches no data object on any day "
             f"({Selection.of(lake.landing, source).pattern}, include {list(source.include)}, exclude "
             f"{list(source.exclude)} and the default excludes)")
-    ledger = Ledger(spark, layout.ledger)
     checkpoint("listed")
     now = dt.datetime.now(dt.timezone.utc)
     wanted, result.skipped_busy, result.skipped_overwritten = plan(listed, ledger.entries(), source, reprocess, now)
@@ -196,13 +204,16 @@ def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, re
         if claimed:
             result.batch_ids.append(batch_id)
             try:
-                _load(spark, source, layout, claimed, batch_id, result, ledger, log)
+                _load(spark, source, layout, claimed, batch_id, result, ledger, log, reads)
             except NewColumnsError as exc:
                 ledger.finish(batch_id, {p.file.uri: {"status": FAILED, "error": str(exc)} for p in claimed})
                 raise
         done += len(batch)
         if progress:
             progress(done, len(wanted))
+    if source.clean_source != "off" and not from_archive:
+        result.cleaned = archive.clean(lake.landing, source, listed, ledger.entries(), dt.datetime.now(dt.timezone.utc))
+        checkpoint("cleaned")
     return _with_table_facts(spark, layout, result)
 
 
@@ -220,10 +231,11 @@ def batches(planned: list, max_files: int, max_bytes: int) -> list[list]:
 
 
 def _load(spark, source: SourceConfig, layout: Layout, claimed: list[Planned], batch_id: str, result: IngestResult,
-          ledger: Ledger, log) -> None:
+          ledger: Ledger, log, reads: dict[str, str]) -> None:
     files = [{"uri": p.file.uri, "etag": p.file.etag, "size": p.file.size, "day": p.day,
               "framing": source.framing.as_dict(),
-              "partition_values": partition_values(p.file.uri, source.partition_columns)} for p in claimed]
+              "partition_values": partition_values(p.file.uri, source.partition_columns),
+              "read_uri": reads.get(p.file.uri)} for p in claimed]
     try:
         _load_files(spark, source, layout, claimed, files, batch_id, result, ledger, log)
     finally:
@@ -379,7 +391,7 @@ def _outcomes(spark, layout: Layout, source: SourceConfig, batch_id: str, days: 
 def _changed_since_scan(f: dict) -> str | None:
     """Why a scanned file can no longer be read as that version, or None if it still can."""
     try:
-        storage.read_bytes(f["uri"], f["etag"])
+        storage.read_bytes(f.get("read_uri") or f["uri"], f["etag"])
         return None
     except storage.StorageError as exc:
         return str(exc)

@@ -93,11 +93,12 @@ def _partitions(files: list, max_partitions: int | None = None) -> list[_Files]:
 
 
 def _framed(f: dict) -> framing.Framed:
-    """The file (the version its etag names) as NDJSON records, in its source's framing (f["framing"])
+    """The file (the version its etag names; from f["read_uri"], an archived copy, when given) as NDJSON
+    records, in its source's framing (f["framing"])
     and split as concatenated values when the scan found it so (f["split"]); StorageError if gone."""
     from lake_assets.storage import read_data
 
-    return framing.frame(read_data(f["uri"], f.get("etag")), framing.Framing.of(f.get("framing")),
+    return framing.frame(read_data(f.get("read_uri") or f["uri"], f.get("etag")), framing.Framing.of(f.get("framing")),
                          split=bool(f.get("split")))
 
 
@@ -116,7 +117,7 @@ class _ScanReader(_Reader):
 
         for f in partition.files:
             try:
-                data = read_data(f["uri"], f.get("etag"))
+                data = read_data(f.get("read_uri") or f["uri"], f.get("etag"))
             except StorageError as exc:
                 yield (f["uri"], f.get("etag"), 0, "[]", None, str(exc), None, False)
                 continue
