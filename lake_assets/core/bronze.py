@@ -213,7 +213,6 @@ def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, re
             progress(done, len(wanted))
     if source.clean_source != "off" and not from_archive:
         result.cleaned = archive.clean(lake.landing, source, listed, ledger.entries(), dt.datetime.now(dt.timezone.utc))
-        checkpoint("cleaned")
     return _with_table_facts(spark, layout, result)
 
 
