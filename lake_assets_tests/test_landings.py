@@ -244,3 +244,32 @@ def test_hive_style_folders_become_typed_columns(spark, tmp_path, mode):
     schema = tables.schema_or_none(spark, Layout(config.warehouse, "src").bronze)
     assert {f.name: f.dataType.simpleString() for f in schema.fields if f.name in ("customer_id", "dt", "region")} == {
         "customer_id": "bigint", "dt": "date", "region": "string"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_new_field_in_framed_records_follows_the_evolution_mode(spark, tmp_path, mode):
+    from lake_assets.core.bronze import NewColumnsError
+
+    config, source = _lake(tmp_path, mode, records_path="Records")
+    day1 = {"Records": [{"id": 1, "a": {"x": 1}}, {"id": 2, "a": {"x": 2}}]}
+    _put(tmp_path, "2026/01/01/ct.json.gz", json.dumps(day1, indent=2).encode())
+    ingest(spark, config, source, ["2026-01-01"], log=lambda _: None)
+    day2 = [{"Records": [{"id": 3, "a": {"x": 3, "new": "n3"}}]}, {"Records": [{"id": 4, "a": {"x": 4}, "top": 7}]}]
+    _put(tmp_path, "2026/01/02/ct.json", b"".join(json.dumps(d).encode() for d in day2))  # concatenated envelopes
+    if mode == "failOnNewColumns":
+        with pytest.raises(NewColumnsError, match="a.new"):
+            _run(spark, config, source)
+        assert len(_rows(config)) == 2  # nothing written for the batch
+        return
+    result = _run(spark, config, source)
+    rows = {r["id"]: r for r in _rows(config)}
+    assert len(rows) == 4 and result.records == 2 and not _rows(config, "quarantine")
+    new = [(rows[3]["_record"], rows[4]["_record"]), (rows[3]["_line"], rows[4]["_line"])]
+    assert new == [(0, 1), (1, 2)]
+    if mode == "addNewColumns":
+        assert rows[3]["a"]["new"] == "n3" and rows[4]["top"] == 7 and _null(rows[3]["_rescued_data"])
+    elif mode == "rescue":
+        assert json.loads(rows[3]["_rescued_data"])["a.new"] == "n3"  # relative to the record, not Records[0]
+        assert json.loads(rows[4]["_rescued_data"])["top"] == 7 and "top" not in rows[4]
+    else:  # none: ignored, and listed
+        assert _null(rows[3]["_rescued_data"]) and sorted(result.ignored_fields) == ["a.new string", "top bigint"]
