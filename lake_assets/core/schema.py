@@ -2,8 +2,9 @@
 
 Inference follows Auto Loader's `inferColumnTypes`: JSON integers are BIGINT, other numbers
 DOUBLE, objects STRUCT, arrays ARRAY. Merging keeps the first-seen type of a field; the only
-widening is BIGINT + DOUBLE -> DOUBLE. Fields seen only as null (or empty arrays) are left out
-until a value shows their type. Nothing here touches Spark or storage.
+widening is BIGINT + DOUBLE -> DOUBLE, and a STRING takes any value (as its JSON text). Null, `[]`
+and `{}` are never a conflict; fields seen only as those are left out until a value shows their
+type. Nothing here touches Spark or storage.
 """
 
 from __future__ import annotations
