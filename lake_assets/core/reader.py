@@ -122,9 +122,12 @@ class _ScanReader(_Reader):
                 yield (f["uri"], f.get("etag"), 0, "[]", None, str(exc), None, False)
                 continue
             framed = framing.frame(data, framing.Framing.of(f.get("framing")))
-            r = pyarrow_scan.scan_bytes(framed.data)
-            split = None
-            if r["malformed"] and not framed.per_record:  # lines that do not parse: concatenated values?
+            # Concatenated values (Firehose) are tried first when the file starts like them, else
+            # when its lines do not parse.
+            head = data[:1 << 16]
+            split = framing.concatenated(data) if not framed.per_record and (b"}{" in head or b"} {" in head) else None
+            r = pyarrow_scan.scan_bytes((split or framed).data)
+            if split is None and r["malformed"] and not framed.per_record:
                 split = framing.concatenated(data)
                 if split is not None:
                     r = pyarrow_scan.scan_bytes(split.data)
