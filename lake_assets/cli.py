@@ -63,7 +63,7 @@ def cmd_reprocess(args, lake) -> int:
 
 
 STATUS_COLUMNS = (("source", "source"), ("files committed", "committed"), ("pending", "pending"),
-                  ("failed", "failed"), ("records", "records"), ("malformed", "malformed"),
+                  ("failed", "failed"), ("not data", "skipped"), ("records", "records"), ("malformed", "malformed"),
                   ("rescued", "rescued"), ("schema", "schema"), ("last commit", "last_commit"))
 
 
@@ -71,7 +71,8 @@ def _status_row(status: dict) -> dict:
     files = status["files"]
     schema = "-" if status["schema_version"] is None else f"v{status['schema_version']}"
     return {"source": status["source"], "committed": files.get("committed", 0),
-            "pending": files.get("pending", 0), "failed": files.get("failed", 0), "records": status["records"],
+            "pending": files.get("pending", 0), "failed": files.get("failed", 0),
+            "skipped": files.get("skipped_not_data", 0), "records": status["records"],
             "malformed": status["malformed"], "rescued": f"{status['rescued_rate']:.2%}",
             "schema": schema + (" (pending)" if status["schema_pending"] else ""),
             "last_commit": status["last_commit"] or "-"}
