@@ -63,8 +63,9 @@ def cmd_reprocess(args, lake) -> int:
 
 
 STATUS_COLUMNS = (("source", "source"), ("files committed", "committed"), ("pending", "pending"),
-                  ("failed", "failed"), ("not data", "skipped"), ("records", "records"), ("malformed", "malformed"),
-                  ("rescued", "rescued"), ("schema", "schema"), ("last commit", "last_commit"))
+                  ("failed", "failed"), ("records", "records"), ("malformed", "malformed"),
+                  ("rescued", "rescued"), ("schema", "schema"), ("last commit", "last_commit"),
+                  ("not data", "skipped"))
 
 
 def _status_row(status: dict) -> dict:
