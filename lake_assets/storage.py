@@ -273,7 +273,7 @@ def move(uri: str, to: str) -> None:
     rename, which keeps the time the ETag is made of). A crash between the two leaves both, and
     moving again finishes it."""
     if is_s3(uri) and is_s3(to):
-        (bucket, key), (to_bucket, to_key) = _split(uri), _split(to)
+        (bucket, key), (to_bucket, to_key) = split_uri(uri), split_uri(to)
         try:
             s3_client().copy_object(Bucket=to_bucket, Key=to_key, CopySource={"Bucket": bucket, "Key": key})
         except Exception as exc:
