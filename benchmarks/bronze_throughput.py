@@ -197,7 +197,7 @@ def run_plain(spark, files: list[str], out: str) -> int:
     return spark.read.format("delta").load(out).count()
 
 
-def run_bronze(spark, landing: str, warehouse: str, timeline: Timeline, hints: str):
+def run_bronze(spark, landing: str, warehouse: str, timeline: Timeline, hints: str, extra: str = ""):
     from lake_assets.config import parse_config
     from lake_assets.core import bronze
 
@@ -211,7 +211,7 @@ sources:
     start_date: 2026-11-01
     schema_evolution_mode: addNewColumns
     schema_hints: "{hints}"
-""")
+{extra}""")
     source = lake.source("telemetry")
 
     def log(message: str) -> None:
@@ -264,6 +264,44 @@ def measure(paths: dict, nbytes: int, results: dict, repeat: int) -> dict:
     return values
 
 
+# ---------------------------------------------------------------- other framings
+
+FRAMINGS = {  # name -> (source config keys, how the NDJSON records of one file are written)
+    "array": ("    multiline: true\n", lambda records: b"[" + b",\n".join(records) + b"]"),
+    "multiline": ("    multiline: true\n", lambda records: b"\n".join(
+        json.dumps(json.loads(r), indent=2).encode() for r in records)),
+    "concatenated": ("", lambda records: b"".join(records)),  # Firehose: detected, no config
+    "records_path": ("    records_path: Records\n", lambda records: b"\n".join(
+        b'{"Records":[' + b",".join(records[i:i + 100]) + b"]}" for i in range(0, len(records), 100))),
+}
+
+
+def reframe(files: list[str], root: Path, name: str) -> tuple[str, int]:
+    """The landing files rewritten in framing `name` under root/<name>/telemetry/…: (landing, bytes)."""
+    landing = root / name
+    total = 0
+    for path in files:
+        records = [line for line in Path(path).read_bytes().split(b"\n") if line.strip()]
+        target = landing / "telemetry" / Path(path).relative_to(Path(path).parents[3])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        body = FRAMINGS[name][1](records)
+        target.write_bytes(body)
+        total += len(body)
+    return str(landing), total
+
+
+def measure_framings(spark, files: list[str], work: Path, timeline: Timeline, hints: str, repeat: int,
+                     results: dict) -> None:
+    print("\nother framings (the same records; MB/s of each framing's own bytes):", flush=True)
+    for name, (extra, _) in FRAMINGS.items():
+        landing, nbytes = reframe(files, work / "framings", name)
+        out = work / "out" / f"framing_{name}"
+        got: dict = {}
+        values = measure({name: lambda i: run_bronze(spark, landing, str(out / str(i)), timeline, hints, extra)},
+                         nbytes, got, repeat)
+        results.setdefault("framings", {})[name] = {**got[name], "records": values[name][0].records}
+
+
 # ---------------------------------------------------------------- profile one file
 
 def profile_passes(path: str, schema_json: str, top: int) -> None:
@@ -312,6 +350,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-text", action="store_true", help="skip the read.text -> from_json path")
     parser.add_argument("--profile", action="store_true", help="also cProfile both passes over one file")
     parser.add_argument("--json", help="also write the results as JSON to this file")
+    parser.add_argument("--framings", action="store_true",
+                        help="also load the same records as one array per file, pretty-printed documents, "
+                             "concatenated objects (Firehose) and {\"Records\": [...]} envelopes")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("RUST_LOG", "error")
@@ -380,6 +421,8 @@ def main(argv=None) -> int:
         results["typed_files"] = timeline.typed_files
         results["python"] = {"busy": dict(timeline.busy), "cpu": dict(timeline.cpu)}
 
+        if args.framings:
+            measure_framings(spark, files, work, timeline, args.hints, args.repeat, results)
         if args.profile:
             schema = spark.read.format("delta").load(table).schema
             target = type(schema)([f for f in schema.fields if f.name not in AUDIT_COLUMNS

@@ -49,7 +49,8 @@ def cmd_ingest(args, lake) -> int:
     source = lake.source(args.source)
     days = _days(args)
     result = ingest(_spark(lake), lake, source, days, reprocess=args.reprocess,
-                    log=lambda m: print(m, file=sys.stderr), progress=_progress(f"ingest {source.name}"))
+                    log=lambda m: print(m, file=sys.stderr), progress=_progress(f"ingest {source.name}"),
+                    from_archive=getattr(args, "from_archive", False))
     print(json.dumps({"source": source.name, "days": len(days), "files": result.files, "records": result.records,
                       "malformed": result.malformed, "rescued": result.rescued, "failed": result.failed,
                       "table_version": result.table_version, "schema_version": result.schema_version}))
@@ -63,14 +64,16 @@ def cmd_reprocess(args, lake) -> int:
 
 STATUS_COLUMNS = (("source", "source"), ("files committed", "committed"), ("pending", "pending"),
                   ("failed", "failed"), ("records", "records"), ("malformed", "malformed"),
-                  ("rescued", "rescued"), ("schema", "schema"), ("last commit", "last_commit"))
+                  ("rescued", "rescued"), ("schema", "schema"), ("last commit", "last_commit"),
+                  ("not data", "not_data"))
 
 
 def _status_row(status: dict) -> dict:
     files = status["files"]
     schema = "-" if status["schema_version"] is None else f"v{status['schema_version']}"
     return {"source": status["source"], "committed": files.get("committed", 0),
-            "pending": files.get("pending", 0), "failed": files.get("failed", 0), "records": status["records"],
+            "pending": files.get("pending", 0), "failed": files.get("failed", 0),
+            "not_data": files.get("skipped_not_data", 0), "records": status["records"],
             "malformed": status["malformed"], "rescued": f"{status['rescued_rate']:.2%}",
             "schema": schema + (" (pending)" if status["schema_pending"] else ""),
             "last_commit": status["last_commit"] or "-"}
@@ -220,8 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = dated(sub.add_parser("ingest", help="ingest new files of some landing dates into bronze"))
     p.add_argument("--reprocess", action="store_true", help="also re-read files already ingested")
     p.set_defaults(func=cmd_ingest)
-    dated(sub.add_parser("reprocess", help="re-read every file of a date range and replace its rows")) \
-        .set_defaults(func=cmd_reprocess, reprocess=True)
+    p = dated(sub.add_parser("reprocess", help="re-read every file of a date range and replace its rows"))
+    p.add_argument("--from-archive", action="store_true",
+                   help="read the files clean_source moved to archive_to, in place")
+    p.set_defaults(func=cmd_reprocess, reprocess=True)
     for name, func, text in (("status", cmd_status, "files by status, last batch, schema version, rescued rate"),
                              ("validate", cmd_validate, "check the ledger against the tables (exit 1 on problems)"),
                              ("repair", cmd_repair, "fix what validate finds (idempotent)")):

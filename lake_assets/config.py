@@ -92,7 +92,19 @@ class ChecksConfig(_Strict):
 class SourceConfig(_Strict):
     name: str = ""
     path: str
-    format: Literal["json"] = "json"
+    format: Literal["json", "dynamodb"] = "json"    # dynamodb: DynamoDB JSON, unmarshalled
+    # Framings (see core/framing.py): one document or array per file; records under an envelope array.
+    multiline: bool = False
+    records_path: str | None = None                 # e.g. Records (dotted for deeper: detail.items)
+    # Which objects are data (globs on the key relative to path; defaults skip known non-data files).
+    include: list[str] = []
+    exclude: list[str] = []
+    skip_default_excludes: bool = False
+    partition_columns: list[str] = []               # Hive-style k=v folders as typed columns
+    # After commit (Auto Loader cleanSource): move committed files under archive_to, or delete them.
+    clean_source: Literal["off", "move", "delete"] = "off"
+    archive_to: str | None = None                   # a URI, an absolute folder, or a prefix under landing
+    clean_source_retention_hours: float = Field(720, ge=0)  # Auto Loader's default: 30 days
     start_date: dt.date
     schema_evolution_mode: Literal["addNewColumns", "rescue", "failOnNewColumns", "none"] = "addNewColumns"
     schema_hints: str = ""
@@ -122,12 +134,31 @@ class SourceConfig(_Strict):
             raise ValueError(str(exc)) from None
         return value
 
+    @field_validator("partition_columns")
+    @classmethod
+    def _partition_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name) or name.startswith("_"):
+                raise ValueError(f"{name!r}: a partition column is a plain name (letters, digits, _; "
+                                 f"not starting with _, which audit columns use)")
+        return value
+
     @field_validator("rescued_data_column")
     @classmethod
     def _column_name(cls, value: str) -> str:
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
             raise ValueError("must be a plain column name (letters, digits, _)")
         return value
+
+    @model_validator(mode="after")
+    def _archive_for_move(self):
+        if self.clean_source == "move" and not self.archive_to:
+            raise ValueError("clean_source move needs archive_to (where committed files go)")
+        relative = self.archive_to and "://" not in self.archive_to and not self.archive_to.startswith("/")
+        if relative and (self.archive_to.strip("/") + "/").startswith(self.path.split("*")[0].strip("/") + "/"):
+            raise ValueError(f"archive_to {self.archive_to!r} is inside path {self.path!r}: archived files "
+                             f"would be listed as new data")
+        return self
 
     @model_validator(mode="after")
     def _queue_for_notifications(self):
@@ -138,6 +169,13 @@ class SourceConfig(_Strict):
     @property
     def hints(self):
         return parse_hints(self.schema_hints)
+
+    @property
+    def framing(self):
+        from lake_assets.core.framing import Framing
+
+        return Framing(self.multiline, tuple(self.records_path.split(".")) if self.records_path else (),
+                       self.format == "dynamodb")
 
 
 class Expectation(_Strict):

@@ -268,6 +268,27 @@ def delete(uri: str) -> None:
     _local_path(uri).unlink(missing_ok=True)
 
 
+def move(uri: str, to: str) -> None:
+    """Copy then delete (S3: a server-side copy, which keeps a single-part object's ETag; local: a
+    rename, which keeps the time the ETag is made of). A crash between the two leaves both, and
+    moving again finishes it."""
+    if is_s3(uri) and is_s3(to):
+        (bucket, key), (to_bucket, to_key) = split_uri(uri), split_uri(to)
+        try:
+            s3_client().copy_object(Bucket=to_bucket, Key=to_key, CopySource={"Bucket": bucket, "Key": key})
+        except Exception as exc:
+            raise _explain(exc, uri, "copy") from exc
+        delete(uri)
+        return
+    if is_s3(uri) or is_s3(to):
+        write_bytes(to, read_bytes(uri))
+        delete(uri)
+        return
+    target = _local_path(to)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(_local_path(uri), target)
+
+
 def check_bucket(uri: str, what: str) -> None:
     """Fail early, with one clear message, if the bucket or folder behind `uri` is missing."""
     if is_s3(uri):

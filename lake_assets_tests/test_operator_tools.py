@@ -80,7 +80,7 @@ def test_status_reports_counts_schema_version_and_rescued_rate(tmp_path):
     assert r.returncode == 0, str(r)
     status = r.json
     assert status["source"] == SOURCE
-    assert status["files"] == {"committed": 4, "failed": 1, "pending": 0}
+    assert status["files"] == {"committed": 4, "failed": 1, "pending": 0, "skipped_not_data": 0}
     assert status["records"] == 12 and status["malformed"] == 2
     assert status["rescued_rate"] == round(1 / 12, 6)
     assert status["schema_version"] == 0 and status["schema_pending"] is False
@@ -95,7 +95,7 @@ def test_status_reports_counts_schema_version_and_rescued_rate(tmp_path):
     lake.ingest(DAY2)
     status = lake.run("status", "--json").json                # all sources (one here)
     assert status["schema_version"] == 1
-    assert status["files"] == {"committed": 5, "failed": 1, "pending": 0}
+    assert status["files"] == {"committed": 5, "failed": 1, "pending": 0, "skipped_not_data": 0}
     assert status["records"] == 13 and status["rescued_rate"] == round(1 / 13, 6)
 
 

@@ -43,7 +43,7 @@ LEFT_OUT = [
     b'{"a":1}\n{"a":\n',                                         # malformed line
     b'{"a":1}\n[1,2]\n"x"\n',                                    # not objects
     b'   \n{"a":1}\n', b'\x0b\n{"a":1}\n',                       # whitespace-only lines are blank
-    b'{"a":1,"b":NaN}\n{"a":"x","b":1.5}\n{"a":"y","c":[}\n',     # NaN: malformed for orjson; conflicts
+    b'{"a":1,"b":nan}\n{"a":"x","b":1.5}\n{"a":"y","c":[}\n',     # malformed lines; conflicts
 ]
 FALLBACK = [
     b'{"a":NaN}\n', b'{"a":Infinity}\n',                         # RapidJSON accepts, orjson does not
@@ -59,15 +59,15 @@ FALLBACK = [
 # Type conflicts: pyarrow reads the lines of each JSON type of the conflicting field apart.
 SPLIT = [
     b'{"a":1}\n{"a":"s"}\n{"a":{"b":1}}\n',
-    b'{"a":null,"n":null,"m":null}\n{"a":"s","n":1}\n{"a":2,"m":true}\n{"a":"t"}\n',  # first seen wins
+    b'{"a":null,"n":null,"m":null}\n{"a":2,"n":1}\n{"a":"s","m":true}\n{"a":"t"}\n',  # first seen wins
     b'{"a":{"b":[{"c":1},{"c":2.5}]}}\n{"a":{"b":[{"c":"x"}]}}\n',              # inside an array
     b'{"a":1,"b":1}\n{"a":"s","b":1}\n{"a":2,"b":"t"}\n{"a":"u","b":"v"}\n',   # two fields (split twice)
     b'{"a":[1],"z":{"q":null}}\n{"a":1}\n{"a":[2],"z":{"q":1}}\n',
     # the first record lacks fields: a parse of the whole file with the conflicting values made
     # null gives their order of first appearance
-    b'{"x":null}\n{"a":"s","n":1}\n{"a":2,"m":true}\n{"a":"t"}\n',
+    b'{"x":null}\n{"a":2,"n":1}\n{"a":"s","m":true}\n{"a":"t"}\n',
     b'{"d":{"v":1}}\n{"d":{"v":"x","w":2}}\n{"z":1,"d":{"u":3,"v":4}}\n',
-    b'{"k":1}\n{"k":"a \\"q\\" b","late":1}\n{"k":true,"later":2}\n{"k":-1.5e3}\n',
+    b'{"k":1}\n{"k":"a \\"q\\" b","late":1}\n{"k":true,"later":2}\n{"k":-1.5e3}\n',    b'{"s":"x"}\n{"s":1}\n{"s":true}\n{"t":1}\n{"t":"x"}\n',  # a STRING field takes numbers and booleans
 ]
 # Splits whose lines' types cannot be read off the key's text: parsed line by line instead.
 SPLIT_PARSED = [
@@ -80,13 +80,16 @@ SPLIT_FALLBACK = [
     b'{"a":[1,"x"]}\n{"a":[2]}\n',                                         # one record, two types
     b'{"a":1,"b":null}\n{"a":"s","b":"x"}\n{"a":2,"b":1}\n',                # b's first value is in a lost line
     b'{"a":1,"b":[1]}\n{"b":["x"],"c":1}\n{"a":2,"b":[2]}\n',                  # lacks fields; split inside an array
+    # empty values are no conflict
+    b'{"e":[]}\n{"e":5}\n{"e":{}}\n', b'{"e":{}}\n{"e":"x"}\n{"e":[]}\n',
+    b'{"e":1.5}\n{"e":{"a":{}}}\n{"e":[[]]}\n{"e":"x"}\n',
 ]
 
 
 @pytest.mark.parametrize("data", SPLIT)
 def test_arrow_scan_splits_type_conflicts_like_the_python_inferrer(data):
     fast, slow = both(data)
-    assert fast["engine"] == "arrow" and slow["conflicts"]
+    assert fast["engine"] == "arrow"
     same(fast, slow)
 
 
@@ -101,10 +104,12 @@ def test_splits_fall_back_to_parsing_each_line_where_the_key_text_is_not_exact(d
 
 
 def test_key_text_gives_each_lines_json_type():
-    lines = [b'{"a":{"k" : "x"}}', b'{"a":{"k":-1}}', b'{"a":{"k":true}}', b'{"a":{"k":{"z":1}}}',
-             b'{"a":{"k":[1]}}', b'{"a":{"k":null}}', b'{"a":{}}', b'{"b":"\\"k\\":1"}']
+    lines = [b'{"a":{"k" : "x"}}', b'{"a":{"k":-1}}', b'{"a":{"k":true}}', b'{"a":{"k":null}}', b'{"a":{}}',
+             b'{"b":"\\"k\\":1"}']
     got = pyarrow_scan.types_by_key_text(lines, "k")
-    assert got == [frozenset([t]) for t in ("string", "number", "boolean", "object", "array")] + [frozenset()] * 3
+    assert got == [frozenset([t]) for t in ("string", "number", "boolean")] + [frozenset()] * 3
+    # an object or array may be empty, which is no value: the text does not say
+    assert pyarrow_scan.types_by_key_text(lines + [b'{"k":{"z":1}}'], "k") is None
     assert pyarrow_scan.types_by_key_text([b'{"k":1,"k":"x"}'], "k") is None  # twice in one line
 
 
@@ -167,7 +172,7 @@ def test_arrow_splits_equal_the_python_inferrer_on_random_conflicting_files():
         fast, slow = both(data)
         same(fast, slow)
         split += fast["engine"] == "arrow" and fast["conflicts"] > 0
-    assert split > 100
+    assert split > 50  # (a STRING field first takes the rest: no conflict, the Python way)
 
 
 def test_conflict_lines_and_timestamp_shapes():

@@ -25,11 +25,18 @@ def test_parse_line_objects():
 
 @pytest.mark.parametrize("line", [
     b"not json", b"[1, 2]", b'[{"a": 1}]', b"42", b'"text"', b"null", b"true",
-    b'{"a": 1', b'{"a": [1, 2}', b'{"a": NaN}', b'{"a": Infinity}', b'{"a": 1}{"b": 2}', b"\xff\xfe{}",
+    b'{"a": 1', b'{"a": [1, 2}', b'{"a": nan}', b'{"a": +Infinity}', b'{"a": 1}{"b": 2}', b"\xff\xfe{}",
 ])
 def test_parse_line_rejects_what_is_not_one_json_object(line):
     with pytest.raises(Malformed):
         parse_line(line)
+
+
+def test_parse_line_reads_nan_and_infinity_as_spark_does():
+    import math
+
+    value = parse_line(b'{"a": NaN, "b": [Infinity, -Infinity], "c": 12345678901234567890123}')
+    assert math.isnan(value["a"]) and value["b"] == [math.inf, -math.inf] and value["c"] == 12345678901234567890123
 
 
 def test_parse_line_malformed_reason_says_what_was_found():
@@ -56,7 +63,9 @@ def test_parse_line_numbers_beyond_double_range_are_malformed_not_infinite():
 
 def test_fit_atomic_strings_booleans_integers():
     assert fit_atomic("x", S) == (True, "x")
-    assert fit_atomic(1, S)[0] is False
+    # a STRING column takes any value as its JSON text, as Spark's JSON reader does
+    assert [fit_atomic(v, S) for v in (1, True, 2.5, 2**70, {"a": [1]})] == [
+        (True, "1"), (True, "true"), (True, "2.5"), (True, str(2**70)), (True, '{"a":[1]}')]
     assert fit_atomic(True, B) == (True, True)
     assert fit_atomic(1, B)[0] is False
     assert fit_atomic(True, L)[0] is False and fit_atomic(False, D)[0] is False
@@ -132,12 +141,19 @@ def test_fitter_rescues_type_conflicts_verbatim_and_nulls_the_column():
     clean, rescued, _ = Fitter(SCHEMA).fit(
         {"id": 1.5, "amount": "x", "device": "d1", "signals": [{"name": "a", "unit": 7}, "oops"],
          "tags": 5, "attrs": {"k": "v", "j": 2}, "at": "not a time"})
-    assert clean == {"signals": [{"name": "a"}, None], "attrs": {"k": None, "j": 2}}
-    assert rescued == {"id": 1.5, "amount": "x", "device": "d1", "signals[0].unit": 7, "signals[1]": "oops",
+    assert clean == {"signals": [{"name": "a", "unit": "7"}, None], "attrs": {"k": None, "j": 2}}
+    assert rescued == {"id": 1.5, "amount": "x", "device": "d1", "signals[1]": "oops",
                        "tags": 5, "attrs.k": "v", "at": "not a time"}
     clean, rescued, _ = Fitter(SCHEMA).fit({"id": {"a": 1}, "tags": ["x", 2], "device": {"fw": [1]}})
     assert clean == {"tags": [None, 2], "device": {}}
     assert rescued == {"id": {"a": 1}, "tags[0]": "x", "device.fw": [1]}
+
+
+def test_empty_values_are_never_conflicts_nor_rescued():
+    clean, rescued, _ = Fitter(SCHEMA).fit({"id": [], "amount": {}, "tags": {}, "device": [], "signals": [{}],
+                                            "unknown": [], "other": {"x": [], "y": None}, "new": {"z": 1}})
+    assert rescued == {"new": {"z": 1}}
+    assert clean == {"signals": [{}]}
 
 
 def test_fitter_case_variants_and_bad_names_are_rescued():

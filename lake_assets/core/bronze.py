@@ -20,7 +20,7 @@ from pyspark.sql import types as T
 
 from lake_assets import storage
 from lake_assets.config import LakeConfig, SourceConfig
-from lake_assets.core import reader, tables
+from lake_assets.core import archive, reader, tables
 from lake_assets.core.delta_meta import commits_of, table_version
 from lake_assets.core.faults import checkpoint
 from lake_assets.core.ledger import (COMMITTED, FAILED, RELEASED, SKIPPED, Entry, Ledger, LedgerUnreadable, is_stale,
@@ -28,15 +28,16 @@ from lake_assets.core.ledger import (COMMITTED, FAILED, RELEASED, SKIPPED, Entry
 from lake_assets.core.partitions import landing_date
 from lake_assets.core.schema import SchemaDiff, diff, evolve, merge_types, subsumes
 from lake_assets.core.schema_log import SchemaLog
+from lake_assets.core.selection import Selection, partition_values
 from lake_assets.engine import is_embedded
 from lake_assets.errors import LakeError
 
-AUDIT_COLUMNS = ("_source_file", "_line", "_ingested_at", "_batch_id", "_landing_date")
+AUDIT_COLUMNS = ("_source_file", "_line", "_record", "_ingested_at", "_batch_id", "_landing_date")
 PARTITION_COLUMN = "_landing_date"
 ROW_KEY = (PARTITION_COLUMN, "_source_file", "_line")   # one row per landed line
 QUARANTINE_SCHEMA = T.StructType([
     T.StructField("_source_file", T.StringType()), T.StructField("_line", T.LongType()),
-    T.StructField("_raw", T.StringType()), T.StructField("_error", T.StringType()),
+    T.StructField("_record", T.LongType()), T.StructField("_raw", T.StringType()), T.StructField("_error", T.StringType()),
     T.StructField("_batch_id", T.StringType()), T.StructField("_ingested_at", T.TimestampType()),
     T.StructField("_landing_date", T.StringType()),
 ])
@@ -96,6 +97,8 @@ class IngestResult:
     skipped_overwritten: int = 0
     skipped_corrupt: dict[str, str] = field(default_factory=dict)   # on_corrupt: skip
     salvaged: dict[str, str] = field(default_factory=dict)          # on_corrupt: salvage -> what was lost
+    skipped_unselected: int = 0   # objects of these days that are not data (include / exclude, default excludes)
+    cleaned: int = 0              # committed files clean_source moved or deleted
     write_modes: set[str] = field(default_factory=set)   # append (new files) / replace (rows rewritten)
     table_version: int | None = None
     schema: T.StructType | None = None
@@ -114,13 +117,25 @@ class Planned:
 def list_landing(lake: LakeConfig, source: SourceConfig, days: set[str] | None = None
                  ) -> list[tuple[storage.FileInfo, str]]:
     """The source's landing files with their landing dates, limited to `days` when given."""
-    prefix = storage.join(lake.landing, source.path)
-    out = []
-    for f in storage.list_files(prefix):
-        day = landing_date(f.uri[len(prefix):], f.last_modified).isoformat()
-        if days is None or day in days:
+    return listing(lake, source, days)[0]
+
+
+def listing(lake: LakeConfig, source: SourceConfig, days: set[str] | None = None
+            ) -> tuple[list[tuple[storage.FileInfo, str]], int, int]:
+    """(list_landing, objects of those days the selection skipped, data objects of any day)."""
+    selection = Selection.of(lake.landing, source)
+    out, skipped, data = [], 0, 0
+    for f in storage.list_files(selection.prefix):
+        day = landing_date(f.uri[len(selection.prefix):], f.last_modified).isoformat()
+        selected = selection.selects(f.uri)
+        data += selected
+        if days is not None and day not in days:
+            continue
+        if not selected:
+            skipped += 1
+        else:
             out.append((f, day))
-    return out
+    return out, skipped, data
 
 
 def plan(listed: list[tuple[storage.FileInfo, str]], entries: dict[str, Entry], source: SourceConfig,
@@ -151,17 +166,28 @@ def plan(listed: list[tuple[storage.FileInfo, str]], entries: dict[str, Entry], 
 
 def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, reprocess: bool = False,
            run_id: str | None = None, log: Callable[[str], None] = print,
-           progress: Callable[[int, int], None] | None = None, max_batches: int | None = None) -> IngestResult:
+           progress: Callable[[int, int], None] | None = None, max_batches: int | None = None,
+           from_archive: bool = False) -> IngestResult:
     """Ingest the landing files of `days` (YYYY-MM-DD) into bronze, in batches bounded by the
     source's max_files_per_run / max_bytes_per_run; `reprocess` re-reads committed files too;
-    `max_batches` stops after that many batches (a sensor's bounded run; the rest waits)."""
+    `max_batches` stops after that many batches (a sensor's bounded run; the rest waits);
+    `from_archive` reads the files clean_source moved under archive_to instead (with reprocess)."""
     layout = Layout(lake.warehouse, source.name)
     result = IngestResult(source.name, sorted(days))
     storage.check_bucket(lake.landing, "landing")
     storage.check_bucket(lake.warehouse, "warehouse")
 
-    listed = list_landing(lake, source, set(days))
     ledger = Ledger(spark, layout.ledger)
+    reads: dict[str, str] = {}
+    if from_archive:
+        listed, reads = archive.archived_listing(lake.landing, source, set(days), ledger.entries())
+        data_objects = len(listed)
+    else:
+        listed, result.skipped_unselected, data_objects = listing(lake, source, set(days))
+    if not data_objects:
+        log(f"warning: {source.name}: path {source.path!r} matches no data object on any day "
+            f"({Selection.of(lake.landing, source).pattern}, include {list(source.include)}, exclude "
+            f"{list(source.exclude)} and the default excludes)")
     checkpoint("listed")
     now = dt.datetime.now(dt.timezone.utc)
     entries = _entries_with_lineage(spark, layout, source, ledger, listed, log)
@@ -172,10 +198,11 @@ def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, re
             f"day in UTC)")
     else:
         log(f"{source.name} {_span(days)}: {len(listed)} file(s) landed, {len(wanted)} to ingest"
-            + (f", {result.skipped_busy} claimed by another run" if result.skipped_busy else ""))
+            + (f", {result.skipped_busy} claimed by another run" if result.skipped_busy else "")
+            + (f", {result.skipped_unselected} other object(s) skipped (not data)" if result.skipped_unselected else ""))
     done = 0
     for batch in batches(wanted, source.max_files_per_run, source.max_bytes_per_run)[:max_batches]:
-        _run_batch(spark, source, layout, batch, ledger, run_id, result, log)
+        _run_batch(spark, source, layout, batch, ledger, run_id, result, log, reads)
         done += len(batch)
         if progress:
             progress(done, len(wanted))
@@ -185,6 +212,8 @@ def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, re
     if result.failed:
         log(f"{source.name}: {len(result.failed)} file(s) failed (ledger status failed; a rerun tries them again): "
             + "; ".join(f"{uri}: {why}" for uri, why in sorted(result.failed.items())[:20]))
+    if source.clean_source != "off" and not from_archive:
+        result.cleaned = archive.clean(lake.landing, source, listed, ledger.entries(), dt.datetime.now(dt.timezone.utc))
     return _with_table_facts(spark, layout, result)
 
 
@@ -241,7 +270,7 @@ def lineage_entries(spark, layout: Layout, source: SourceConfig, listed: dict[st
 
 
 def _run_batch(spark, source: SourceConfig, layout: Layout, batch: list[Planned], ledger: Ledger, run_id: str | None,
-               result: IngestResult, log) -> None:
+               result: IngestResult, log, reads: dict[str, str]) -> None:
     """Claim and load one batch. An error fails the batch's files in the ledger (never leaving them
     `processing`); a batch of several files is then retried file by file, so one poison file fails
     alone and the rest of the batch lands."""
@@ -254,7 +283,7 @@ def _run_batch(spark, source: SourceConfig, layout: Layout, batch: list[Planned]
         return
     result.batch_ids.append(batch_id)
     try:
-        _load(spark, source, layout, claimed, batch_id, result, ledger, log)
+        _load(spark, source, layout, claimed, batch_id, result, ledger, log, reads)
         return
     except NewColumnsError as exc:
         ledger.finish(batch_id, {p.file.uri: {"status": FAILED, "error": str(exc)} for p in claimed})
@@ -272,7 +301,7 @@ def _run_batch(spark, source: SourceConfig, layout: Layout, batch: list[Planned]
     entries = ledger.entries()
     for p in claimed:
         _run_batch(spark, source, layout, [Planned(p.file, p.day, entries.get(p.file.uri))], ledger, run_id,
-                   result, log)
+                   result, log, reads)
 
 
 def batches(planned: list, max_files: int, max_bytes: int) -> list[list]:
@@ -289,9 +318,11 @@ def batches(planned: list, max_files: int, max_bytes: int) -> list[list]:
 
 
 def _load(spark, source: SourceConfig, layout: Layout, claimed: list[Planned], batch_id: str, result: IngestResult,
-          ledger: Ledger, log) -> None:
+          ledger: Ledger, log, reads: dict[str, str]) -> None:
     files = [{"uri": p.file.uri, "etag": p.file.etag, "size": p.file.size, "day": p.day,
-              "salvage": source.on_corrupt == "salvage"} for p in claimed]
+              "salvage": source.on_corrupt == "salvage", "framing": source.framing.as_dict(),
+              "partition_values": partition_values(p.file.uri, source.partition_columns),
+              "read_uri": reads.get(p.file.uri)} for p in claimed]
     try:
         _load_files(spark, source, layout, claimed, files, batch_id, result, ledger, log)
     finally:
@@ -419,8 +450,9 @@ def _write(spark, df, uri: str, fresh: bool, scope: str, batch_id: str, log, cre
         if fresh:
             tables.retry_conflicts(lambda: tables.append(df, uri, partition_by=PARTITION_COLUMN, metadata=batch_id))
             return
-        if tables.schema_or_none(spark, uri) is None:
-            tables.add_columns(spark, uri, create_schema, PARTITION_COLUMN, f"{batch_id} schema")
+        existing = tables.schema_or_none(spark, uri)
+        if existing is None or not set(df.columns) <= set(existing.fieldNames()):  # also: a table from before _record
+            tables.add_columns(spark, uri, create_schema or df.schema, PARTITION_COLUMN, f"{batch_id} schema")
         tables.retry_conflicts(lambda: tables.replace_scope(spark, df, uri, keys=list(ROW_KEY), scope=scope,
                                                             metadata=batch_id))
     except Exception as exc:
@@ -485,7 +517,7 @@ def _outcomes(spark, layout: Layout, source: SourceConfig, batch_id: str, days: 
 def _changed_since_scan(f: dict) -> str | None:
     """Why a scanned file can no longer be read as that version, or None if it still can."""
     try:
-        storage.read_bytes(f["uri"], f["etag"])
+        storage.read_bytes(f.get("read_uri") or f["uri"], f["etag"])
         return None
     except storage.StorageError as exc:
         return str(exc)
@@ -494,7 +526,8 @@ def _changed_since_scan(f: dict) -> str | None:
 def bronze_table_schema(data: T.StructType, rescued_column: str) -> T.StructType:
     return T.StructType(list(data.fields) + [
         T.StructField(rescued_column, T.StringType()), T.StructField("_source_file", T.StringType()),
-        T.StructField("_line", T.LongType()), T.StructField("_ingested_at", T.TimestampType()),
+        T.StructField("_line", T.LongType()), T.StructField("_record", T.LongType()),
+        T.StructField("_ingested_at", T.TimestampType()),
         T.StructField("_batch_id", T.StringType()), T.StructField(PARTITION_COLUMN, T.StringType()),
     ])
 

@@ -82,21 +82,24 @@ class Discovery:
 
 def discover(prefix: str, cursor: Cursor, now: dt.datetime, *, lookback_days: int = 2,
              sweep_every: dt.timedelta = dt.timedelta(hours=24),
-             ingested: Callable[[], dict[str, str]] | None = None) -> Discovery:
+             ingested: Callable[[], dict[str, str]] | None = None,
+             selects: Callable[[str], bool] | None = None) -> Discovery:
     """New or changed files under `prefix` since the cursor; `ingested()` gives {uri: etag} of
-    committed files and is read only on a sweep."""
+    committed files and is read only on a sweep; `selects(uri)` says which objects are data
+    (selection.Selection, the same choice bronze makes)."""
     today = now.astimezone(dt.timezone.utc).date()
     window = {(today - dt.timedelta(days=i)).isoformat() for i in range(lookback_days)}
     sweep = cursor.layout is None or cursor.last_sweep is None or \
         now.timestamp() - cursor.last_sweep >= sweep_every.total_seconds()
     if sweep:
-        files = list(storage.list_files(prefix))
+        files = [f for f in storage.list_files(prefix) if selects is None or selects(f.uri)]
         layout = detect_layout(prefix, files)
     else:
         layout = cursor.layout
         start = (today - dt.timedelta(days=lookback_days - 1)).strftime(layout[1])
         # StartAfter is exclusive and lexical: "<prefix>/<before>2026/11/20" precedes every key of that day.
-        files = list(storage.list_files(prefix, start_after=storage.join(prefix, layout[0] + start)))
+        files = [f for f in storage.list_files(prefix, start_after=storage.join(prefix, layout[0] + start))
+                 if selects is None or selects(f.uri)]
 
     new: dict[str, list[storage.FileInfo]] = {}
     known: dict[str, dict[str, str]] = {day: dict(keys) for day, keys in cursor.known.items() if day in window}

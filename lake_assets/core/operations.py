@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import tables
 from lake_assets import storage
-from lake_assets.core.bronze import ROW_KEY, Layout, ingest, lineage_entries, list_landing
+from lake_assets.core.bronze import ROW_KEY, Layout, ingest, lineage_entries, list_landing, listing
 from lake_assets.core.delta_meta import table_version
 from lake_assets.core.ledger import COMMITTED, RELEASED, Ledger, is_stale, this_owner
 from lake_assets.core.schema_log import SchemaLog
@@ -50,10 +50,11 @@ def source_status(spark, lake: LakeConfig, source: SourceConfig) -> dict:
     current = schema.current()
     # Landed files the ledger does not know yet are pending (the ledger records files once claimed).
     known = {e.uri: e.etag for e in entries}
-    pending = sum(1 for f, _ in list_landing(lake, source) if known.get(f.uri) != f.etag)
+    landed, skipped, _ = listing(lake, source)
+    pending = sum(1 for f, _ in landed if known.get(f.uri) != f.etag)
     return {
         "source": source.name,
-        "files": {**dict(Counter(e.status for e in entries)), "pending": pending},
+        "files": {**dict(Counter(e.status for e in entries)), "pending": pending, "skipped_not_data": skipped},
         "records": records,
         "malformed": sum(e.malformed or 0 for e in committed),
         "rescued_rate": round(rescued / records, 6) if records else 0.0,

@@ -174,11 +174,16 @@ def _arrow_lines(data: bytes, get_lines, numbers, quick: bool = True) -> dict | 
     if parts[0][3]:
         return None
     kind = parts[0][2]
-    for _, _, part_kind, allowed in parts[1:]:
+    conflicting = []  # the parts whose lines conflict (a part a STRING field takes, or an empty one, does not)
+    for _, part_numbers, part_kind, allowed in parts[1:]:
         conflicts: list[str] = []
-        kind = _merge_kinds(kind, part_kind, "", conflicts)
-        if not set(conflicts) <= allowed or bool(conflicts) != bool(allowed):
-            return None  # a conflict no split explains: its first value may lie elsewhere
+        absorbed: list[str] = []
+        kind = _merge_kinds(kind, part_kind, "", conflicts, absorbed)
+        # a conflict (or a STRING taking another type) that no split explains: its first value may lie elsewhere
+        if not set(conflicts) <= allowed or not set(absorbed) <= allowed:
+            return None
+        if conflicts:
+            conflicting.append(part_numbers)
     if len(parts) > 1:
         paths = _key_paths(kind)
         # The key's text names the field only if no other field has that name.
@@ -197,7 +202,7 @@ def _arrow_lines(data: bytes, get_lines, numbers, quick: bool = True) -> dict | 
 
     inferrer = Inferrer()
     inferrer.kind = kind
-    conflict_lines = sorted(np.concatenate([p[1] for p in parts[1:]]).tolist()) if len(parts) > 1 else []
+    conflict_lines = sorted(np.concatenate(conflicting).tolist()) if conflicting else []
     # For lake_typed: each part's table and line numbers, and the lost parts' lines (walked when
     # their rows do not fit the table; the first part's rows make the file's schema).
     pieces = [(parts[0][0], parts[0][1], None)]
@@ -295,12 +300,17 @@ def types_by_key_text(lines: list[bytes], name: str) -> list | None:
     if pc.max(pc.count_substring_regex(text, key)).as_py() > 1:
         return None
     first = pc.extract_regex(text, key + "(?P<c>.)").field("c").to_pylist()
+    if "{" in first or "[" in first:
+        return None  # an empty object or array is no value (schema.is_empty): the text does not say
     return [frozenset([_TEXT_TYPES[c]]) if c in _TEXT_TYPES else frozenset() for c in first]
 
 
 def _json_types_at(value, steps: list[str]) -> frozenset:
-    """The JSON types ("number", "string", ...) found at a pyarrow column path ("[]": array elements)."""
-    if value is None:
+    """The JSON types ("number", "string", ...) found at a pyarrow column path ("[]": array elements);
+    none for null and empty values ([], {}: schema.is_empty)."""
+    from lake_assets.core.schema import is_empty
+
+    if value is None or (not steps and is_empty(value)):
         return frozenset()
     if not steps:
         if isinstance(value, bool):
@@ -360,20 +370,31 @@ def _key_paths(tree, path: str = "", value: bool = False) -> set[str]:
     return out
 
 
-def _merge_kinds(a, b, path: str, conflicts: list):
-    """Inferrer kinds merged as Inferrer._merge merges values (`a` first); conflict paths appended
-    in pyarrow's notation."""
+def _merge_kinds(a, b, path: str, conflicts: list, absorbed: list):
+    """Inferrer kinds merged as Inferrer._merge merges values (`a` first); conflict paths, and the
+    paths where a STRING took another type, appended in pyarrow's notation."""
+    from lake_assets.core.schema import unknown_kind
+
     if b is None:
         return a
+    if a == "string":  # a STRING column takes any value (as Inferrer._merge), no conflict
+        if b != "string":
+            absorbed.append(path)
+        return a
     if a is None:
+        return b
+    same = (isinstance(a, dict) and isinstance(b, dict)) or (isinstance(a, list) and isinstance(b, list))
+    if not same and unknown_kind(b):  # only empty values: no conflict
+        return a
+    if not same and unknown_kind(a):
         return b
     if isinstance(a, dict) and isinstance(b, dict):
         out = dict(a)
         for k, v in b.items():
-            out[k] = _merge_kinds(out.get(k), v, f"{path}/{k}", conflicts)
+            out[k] = _merge_kinds(out.get(k), v, f"{path}/{k}", conflicts, absorbed)
         return out
     if isinstance(a, list) and isinstance(b, list):
-        return [_merge_kinds(a[0], b[0], path + "/[]", conflicts)]
+        return [_merge_kinds(a[0], b[0], path + "/[]", conflicts, absorbed)]
     if a == b:
         return a
     if isinstance(a, str) and isinstance(b, str) and {a, b} == {"bigint", "double"}:

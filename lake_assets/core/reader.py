@@ -18,11 +18,11 @@ import json
 import pyarrow as pa
 from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 
-from lake_assets.core import pyarrow_scan, typed_rows
+from lake_assets.core import framing, pyarrow_scan, typed_rows
 
 SCAN_SCHEMA = ("uri string, etag string, records bigint, malformed string, schema string, error string, engine string, "
-               "lost string")
-MALFORMED_SCHEMA = "_source_file string, _line bigint, _raw string, _error string, _landing_date string"
+               "lost string, split boolean")
+MALFORMED_SCHEMA = "_source_file string, _line bigint, _record bigint, _raw string, _error string, _landing_date string"
 
 
 class _ParseCache:
@@ -105,6 +105,22 @@ def _partitions(files: list, max_partitions: int) -> list[_Files]:
     return [_Files(sorted(g, key=lambda f: f["uri"])) for g in groups if g]
 
 
+def _landed(f: dict) -> tuple[bytes, str | None]:
+    """The file's bytes (the version its etag names; from f["read_uri"], an archived copy, when given)
+    and what was lost: with on_corrupt salvage (f["salvage"]) a damaged gzip gives what decompresses
+    before the damage. StorageError if gone (or damaged, without salvage)."""
+    from lake_assets.storage import read_data, salvaged_data
+
+    uri = f.get("read_uri") or f["uri"]
+    return salvaged_data(uri, f.get("etag")) if f.get("salvage") else (read_data(uri, f.get("etag")), None)
+
+
+def _framed(f: dict) -> framing.Framed:
+    """The file's bytes (_landed) as NDJSON records, in its source's framing (f["framing"])
+    and split as concatenated values when the scan found it so (f["split"]); StorageError if gone."""
+    return framing.frame(_landed(f)[0], framing.Framing.of(f.get("framing")), split=bool(f.get("split")))
+
+
 class _Reader(DataSourceReader):
     def __init__(self, options: dict):
         self.files = json.loads(options["files"])
@@ -116,22 +132,34 @@ class _Reader(DataSourceReader):
 
 class _ScanReader(_Reader):
     def read(self, partition: _Files):
-        from lake_assets.storage import StorageError, read_data, salvaged_data
+        from lake_assets.storage import StorageError
 
         for f in partition.files:
-            try:  # on_corrupt salvage: what a damaged gzip holds before the damage, and what was lost
-                data, lost = salvaged_data(f["uri"], f.get("etag")) if f.get("salvage") else \
-                    (read_data(f["uri"], f.get("etag")), None)
+            try:  # salvage a damaged gzip first (on_corrupt salvage), then frame the bytes
+                data, lost = _landed(f)
             except StorageError as exc:
-                yield (f["uri"], f.get("etag"), 0, "[]", None, str(exc), None, None)
+                yield (f["uri"], f.get("etag"), 0, "[]", None, str(exc), None, None, False)
                 continue
-            r = pyarrow_scan.scan_bytes(data)
+            framed = framing.frame(data, framing.Framing.of(f.get("framing")))
+            # Concatenated values (Firehose) are tried first when the file starts like them, else
+            # when its lines do not parse.
+            head = data[:1 << 16]
+            split = framing.concatenated(data) if not framed.per_record and (b"}{" in head or b"} {" in head) else None
+            r = pyarrow_scan.scan_bytes((split or framed).data)
+            if split is None and r["malformed"] and not framed.per_record:
+                split = framing.concatenated(data)
+                if split is not None:
+                    r = pyarrow_scan.scan_bytes(split.data)
             parsed = r.pop("parsed", None)
             if parsed and self.options.get("keep_parsed") == "true":
                 _PARSED.put((f["uri"], f.get("etag")), parsed)
+            if f.get("partition_values"):  # the folder values are fields of every record (if it has none of its own)
+                from lake_assets.core.schema import merge_types
+
+                r["schema"] = merge_types(r["schema"], typed_rows.partition_schema(f["partition_values"]))
             tracked = r["malformed"] if len(r["malformed"]) <= pyarrow_scan.MAX_TRACKED_MALFORMED else None
             yield (f["uri"], f.get("etag"), r["records"], json.dumps(tracked), r["schema"].json(), None, r["engine"],
-                   lost)
+                   lost, split is not None)
 
 
 class _MalformedReader(_Reader):
@@ -140,23 +168,28 @@ class _MalformedReader(_Reader):
 
     def read(self, partition: _Files):
         from lake_assets.core.records import Malformed, parse_line
-        from lake_assets.storage import StorageError, read_data
+        from lake_assets.storage import StorageError
 
         rows = []
         for f in partition.files:
             try:  # the etag pins the version the scan saw; a file changed since gives no rows
-                lines = read_data(f["uri"], f.get("etag"), f.get("salvage", False)).split(b"\n")
+                framed = _framed(f)
             except StorageError:
                 continue
+            lines = framed.data.split(b"\n")
             numbers = f["malformed"] if f.get("malformed") is not None else range(1, len(lines) + 1)
             for number in numbers:
                 raw = lines[number - 1]
                 if not raw.strip():
                     continue
+                record = number - 1 if framed.per_record else None
+                if number in framed.errors:
+                    rows.append((f["uri"], number, record, *framed.errors[number], f["day"]))
+                    continue
                 try:
                     parse_line(raw)
                 except Malformed as exc:
-                    rows.append((f["uri"], number, raw.decode("utf-8", "replace"), str(exc), f["day"]))
+                    rows.append((f["uri"], number, record, raw.decode("utf-8", "replace"), str(exc), f["day"]))
         yield from rows
 
 
@@ -175,7 +208,7 @@ class _TypedReader(_Reader):
         from pyspark.sql.pandas.types import to_arrow_schema
 
         from lake_assets.core.records import Fitter
-        from lake_assets.storage import StorageError, read_data
+        from lake_assets.storage import StorageError
 
         self.declared = to_arrow_schema(T.StructType.fromJson(json.loads(self.options["schema"])))
         self.out = to_arrow_schema(_typed_schema(self.options))
@@ -189,14 +222,14 @@ class _TypedReader(_Reader):
                 if f.get("typed"):
                     pieces = _PARSED.pop((f["uri"], f.get("etag")))
                     if pieces is None:  # parsed by another process, or evicted: parse again
-                        scanned = pyarrow_scan.arrow_scan(read_data(f["uri"], f.get("etag"), f.get("salvage", False)))
+                        scanned = pyarrow_scan.arrow_scan(_framed(f).data)
                         pieces = scanned["parsed"] if scanned else None
                     try:
                         batches = [self._piece(table, numbers, raw, f) for table, numbers, raw in pieces or []] or None
                     except typed_rows.DoesNotConvert:
                         batches = None
                 if batches is None:
-                    data = read_data(f["uri"], f.get("etag"), f.get("salvage", False))
+                    data = _framed(f).data
                     walk = [(n, raw) for n, raw in enumerate(data.split(b"\n"), 1) if raw.strip()]
                     batches = [typed_rows.walked_batch(self.out, self.declared, self.fitter, walk, f)]
             except StorageError:
@@ -247,13 +280,14 @@ def _has_timestamp(t) -> bool:
 
 def _typed_schema(options: dict):
     """lake_typed's columns: the declared data columns, then the rescued column, `_source_file`,
-    `_line` and `_landing_date` (all reserved names, so no data column can clash)."""
+    `_line`, `_record` and `_landing_date` (all reserved names, so no data column can clash)."""
     from pyspark.sql import types as T
 
     declared = T.StructType.fromJson(json.loads(options["schema"]))
     return T.StructType(declared.fields + [
         T.StructField(options["rescued_column"], T.StringType()), T.StructField("_source_file", T.StringType()),
-        T.StructField("_line", T.LongType()), T.StructField("_landing_date", T.StringType())])
+        T.StructField("_line", T.LongType()), T.StructField("_record", T.LongType()),
+        T.StructField("_landing_date", T.StringType())])
 
 
 class ScanSource(DataSource):
@@ -318,12 +352,14 @@ def plan_reads(files: list[dict], scans: dict) -> None:
         scan = scans[f["uri"]]
         f["malformed"] = json.loads(scan["malformed"]) if scan["malformed"] else None
         f["typed"] = scan["engine"] == "arrow"
+        f["split"] = bool(scan["split"])
+        f["per_record"] = framing.Framing.of(f.get("framing")).per_record(f["split"])
 
 
 def good_rows(spark, files: list[dict], target, data_schema, rescued_column: str, *, rescue_unknown: bool,
               audit: list):
     """The files' records as bronze rows: data columns of `data_schema`, the rescued column,
-    `_source_file`, `_line`, the `audit` columns, `_landing_date`."""
+    `_source_file`, `_line`, `_record`, the `audit` columns, `_landing_date`."""
     from pyspark.sql import functions as F
 
     declared = typed_rows.declared_schema(data_schema)
@@ -333,7 +369,7 @@ def good_rows(spark, files: list[dict], target, data_schema, rescued_column: str
             .option("rescued_column", rescued_column).load()
             .select(*[F.col(quoted(f.name)).cast(f.dataType).alias(f.name) if f.dataType != d.dataType
                       else F.col(quoted(f.name)) for f, d in zip(data_schema.fields, declared.fields)],
-                    rescued_column, "_source_file", "_line", *audit, "_landing_date"))
+                    rescued_column, "_source_file", "_line", "_record", *audit, "_landing_date"))
 
 
 def quoted(name: str) -> str:
@@ -344,7 +380,7 @@ def quoted(name: str) -> str:
 def malformed_rows(spark, files: list[dict], audit: list):
     """The files' malformed lines as quarantine rows."""
     return (_read(spark, "lake_malformed", files).load()
-            .select("_source_file", "_line", "_raw", "_error", *audit, "_landing_date"))
+            .select("_source_file", "_line", "_record", "_raw", "_error", *audit, "_landing_date"))
 
 
 def register_sources(spark) -> None:

@@ -18,6 +18,8 @@ import re
 import orjson
 from pyspark.sql import types as T
 
+from lake_assets.core.schema import is_empty
+
 _INT_RANGES = {T.ByteType: 2**7, T.ShortType: 2**15, T.IntegerType: 2**31, T.LongType: 2**63}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -42,9 +44,10 @@ def parse_line(line: bytes | str) -> dict:
         if long_integer:
             value = _parse_exact(line)
     except orjson.JSONDecodeError as exc:
-        if not long_integer:
+        non_finite = _NON_FINITE.search(line) is not None
+        if not (long_integer or non_finite):
             raise Malformed(f"invalid JSON: {exc}") from None
-        value = _parse_exact(line)
+        value = _parse_exact(line, non_finite)
     if not isinstance(value, dict):
         raise Malformed(f"not a JSON object (a JSON {type(value).__name__})")
     if line.count(b"{") + line.count(b"[") > MAX_NESTING and _nesting(value) > MAX_NESTING:
@@ -68,7 +71,11 @@ def _nesting(value) -> int:
 LONG_INTEGER = re.compile(rb"[:\[,]\s*-?\d{19,}\s*[,}\]]")
 
 
-def _parse_exact(line: bytes):
+# NaN, Infinity and -Infinity, which Spark's JSON reader reads as doubles (orjson rejects them).
+_NON_FINITE = re.compile(rb"[:\[,]\s*-?(?:NaN|Infinity)\s*[,}\]]")
+
+
+def _parse_exact(line: bytes, non_finite: bool = False):
     def reject(text):
         raise Malformed(f"invalid JSON: number out of range or not a number: {text}")
 
@@ -77,7 +84,7 @@ def _parse_exact(line: bytes):
         return reject(text) if math.isinf(value) else value
 
     try:
-        return json.loads(line, parse_constant=reject, parse_float=number)
+        return json.loads(line, parse_constant=float if non_finite else reject, parse_float=number)
     except Malformed:
         raise
     except (ValueError, RecursionError) as exc:
@@ -118,7 +125,7 @@ class Fitter:
                 fitted = self._value(value, fields[key], sub, rescued, ignored)
                 if fitted is not None:
                     out[key] = fitted
-            elif value is None:
+            elif is_empty(value):  # null, [], {}: nothing to keep, never rescued
                 continue
             elif self.rescue_unknown:
                 rescued[sub] = value
@@ -146,6 +153,8 @@ class Fitter:
             ok = False
         else:
             ok, fitted = fit_atomic(value, t)
+        if not ok and is_empty(value):  # [] or {} where the column holds something else: null, not a conflict
+            return None
         if not ok:
             rescued[path] = value
             return None
@@ -154,8 +163,8 @@ class Fitter:
 
 def fit_atomic(value, t: T.DataType) -> tuple[bool, object]:
     """Whether a JSON scalar fits an atomic column type, and the value to write."""
-    if isinstance(t, T.StringType):
-        return isinstance(value, str), value
+    if isinstance(t, T.StringType):  # any value, as its JSON text (as Spark's JSON reader stores it)
+        return True, value if isinstance(value, str) else json_text(value)
     if isinstance(t, T.BooleanType):
         return isinstance(value, bool), value
     if isinstance(value, bool):
@@ -207,6 +216,18 @@ def fit_atomic(value, t: T.DataType) -> tuple[bool, object]:
             return True, ts.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         return False, value
     return False, value
+
+
+def json_text(value) -> str:
+    """A parsed JSON value as compact JSON text (NaN and Infinity as Spark writes them)."""
+    from lake_assets.core.framing import dumps_non_finite
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return dumps_non_finite(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # integers past 64 bits
+        return dumps_non_finite(value).decode()
 
 
 def rescued_json(rescued: dict, file_path: str) -> str | None:

@@ -2,8 +2,9 @@
 
 Inference follows Auto Loader's `inferColumnTypes`: JSON integers are BIGINT, other numbers
 DOUBLE, objects STRUCT, arrays ARRAY. Merging keeps the first-seen type of a field; the only
-widening is BIGINT + DOUBLE -> DOUBLE. Fields seen only as null (or empty arrays) are left out
-until a value shows their type. Nothing here touches Spark or storage.
+widening is BIGINT + DOUBLE -> DOUBLE, and a STRING takes any value (as its JSON text). Null, `[]`
+and `{}` are never a conflict; fields seen only as those are left out until a value shows their
+type. Nothing here touches Spark or storage.
 """
 
 from __future__ import annotations
@@ -41,14 +42,18 @@ class Inferrer:
         self.kind = self._merge(self.kind, record)
 
     def _merge(self, acc, value):
-        if value is None:
+        if value is None or acc == "string":  # a STRING column takes any value, as its JSON text
             return acc
         if isinstance(value, dict):
             if acc is None:
                 acc = {}
             elif not isinstance(acc, dict):
-                self.conflicts += 1
-                return acc
+                if is_empty(value):  # {} is no conflict
+                    return acc
+                if not unknown_kind(acc):
+                    self.conflicts += 1
+                    return acc
+                acc = {}
             for k, v in value.items():
                 acc[k] = self._merge(acc.get(k), v)
             return acc
@@ -56,8 +61,12 @@ class Inferrer:
             if acc is None:
                 acc = [None]
             elif not isinstance(acc, list):
-                self.conflicts += 1
-                return acc
+                if is_empty(value):  # [] is no conflict
+                    return acc
+                if not unknown_kind(acc):
+                    self.conflicts += 1
+                    return acc
+                acc = [None]
             for item in value:
                 acc[0] = self._merge(acc[0], item)
             return acc
@@ -69,7 +78,7 @@ class Inferrer:
             kind = "double"
         else:
             kind = "string"
-        if acc is None or acc == kind:
+        if acc is None or acc == kind or unknown_kind(acc):  # a field seen only empty takes its first value's type
             return kind
         if isinstance(acc, str) and {acc, kind} == {"bigint", "double"}:
             return "double"
@@ -88,6 +97,24 @@ class Inferrer:
             return T.ArrayType(self._build(kind[0]))
         return {"boolean": T.BooleanType(), "bigint": T.LongType(), "double": T.DoubleType(),
                 "string": T.StringType()}[kind]
+
+
+def unknown_kind(kind) -> bool:
+    """An Inferrer kind that says nothing yet: null, or only empty arrays and objects."""
+    if isinstance(kind, dict):
+        return all(unknown_kind(v) for v in kind.values())
+    if isinstance(kind, list):
+        return unknown_kind(kind[0])
+    return kind is None
+
+
+def is_empty(value) -> bool:
+    """A JSON value with nothing in it: null, [], {}, or arrays and objects of those only."""
+    if isinstance(value, dict):
+        return all(is_empty(v) for v in value.values())
+    if isinstance(value, list):
+        return all(is_empty(v) for v in value)
+    return value is None
 
 
 def infer_value(value) -> T.DataType:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
+from lake_assets.core import framing
 from lake_assets.core.pyarrow_scan import arrow_read
 
 
@@ -22,6 +24,8 @@ def misfits(target, seen, ts: dict, steps: list, out: dict) -> None:
     whose values conform cannot turn into `target` as the Fitter would write them (_leaf_fits)."""
     from pyspark.sql import types as T
 
+    from lake_assets.core.schema import drop_unknown
+
     if isinstance(seen, T.NullType):
         return
     if isinstance(target, T.StructType) and isinstance(seen, T.StructType):
@@ -29,6 +33,8 @@ def misfits(target, seen, ts: dict, steps: list, out: dict) -> None:
         for f in seen.fields:
             if isinstance(f.dataType, T.NullType):
                 continue
+            if f.name not in fields and drop_unknown(f.dataType) is None:
+                continue  # only empty values: left out, as the Fitter leaves them out
             if f.name not in fields:
                 out[tuple(steps + [f.name])] = None
             else:
@@ -103,21 +109,66 @@ def _never_fits(target, arrow_type) -> bool:
     if target is None:
         return True
     if pa.types.is_boolean(arrow_type):
-        return not isinstance(target, T.BooleanType)
+        return not isinstance(target, (T.BooleanType, T.StringType))
     if pa.types.is_string(arrow_type):
         return not isinstance(target, (T.StringType, T.DateType, T.TimestampType))
-    return isinstance(target, (T.StringType, T.BooleanType, T.DateType, T.TimestampType, T.StructType,
-                               T.ArrayType, T.MapType))
+    return isinstance(target, (T.BooleanType, T.DateType, T.TimestampType, T.StructType, T.ArrayType, T.MapType))
 
 
 def typed_batch(out: pa.Schema, declared: pa.Schema, table, numbers, rescued: pa.Array, f: dict) -> pa.RecordBatch:
     n = table.num_rows
     columns = [conform(_array(table.column(field.name)), field.type)
                if field.name in table.column_names else pa.nulls(n, field.type) for field in declared]
+    if f.get("partition_values"):
+        columns, rescued = _partition_columns(columns, declared, f, rescued)
     repeat = pa.array(np.zeros(n, np.int64))
-    columns += [rescued, pa.array([f["uri"]]).take(repeat), pa.array(numbers, pa.int64()),
-                pa.array([f["day"]]).take(repeat)]
+    lines = pa.array(numbers, pa.int64())
+    # _record: the 0-based position where records have no line of their own (framing.per_record)
+    records = pa.compute.subtract(lines, 1) if f.get("per_record") else pa.nulls(n, pa.int64())
+    columns += [rescued, pa.array([f["uri"]]).take(repeat), lines, records, pa.array([f["day"]]).take(repeat)]
     return pa.RecordBatch.from_arrays(columns, schema=out)
+
+
+def _partition_columns(columns: list, declared: pa.Schema, f: dict, rescued: pa.Array) -> tuple[list, pa.Array]:
+    """The file's `k=v` folder values in their columns where the record has no value of its own
+    (a record's own field wins; nothing is overwritten). A folder value its column's type cannot
+    hold (a hinted INT folder `x`) is rescued, keyed by the column name."""
+    import pyarrow.compute as pc
+
+    from lake_assets.core.records import rescued_json
+
+    misfit = {}
+    for i, field in enumerate(declared):
+        text = f["partition_values"].get(field.name)
+        if text is None:
+            continue
+        try:
+            value = pa.array([text]).cast(field.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            misfit[field.name] = text
+            continue
+        columns[i] = pc.coalesce(columns[i], value.take(pa.array(np.zeros(len(columns[i]), np.int64))))
+    if misfit:
+        rows = [orjson.loads(r) if r else {} for r in rescued.to_pylist()]
+        rescued = pa.array([rescued_json({**{k: v for k, v in r.items() if k != "_file_path"}, **misfit}, f["uri"])
+                            for r in rows], pa.string())
+    return columns, rescued
+
+
+def partition_schema(values: dict[str, str]):
+    """The inferred types of a file's partition folder values: integers BIGINT, other numbers
+    DOUBLE, true / false BOOLEAN, anything else STRING (hints fix them like any field)."""
+    import re
+
+    from pyspark.sql import types as T
+
+    def kind(text: str):
+        if re.fullmatch(r"-?[0-9]{1,18}", text):
+            return T.LongType()
+        if re.fullmatch(r"-?[0-9]+\.[0-9]+([eE][-+]?[0-9]+)?", text):
+            return T.DoubleType()
+        return T.BooleanType() if text in ("true", "false") else T.StringType()
+    return T.StructType([T.StructField(k, kind(v)) for k, v in values.items()])
 
 
 def walked_batch(out: pa.Schema, declared: pa.Schema, fitter, walk: list, f: dict) -> pa.RecordBatch:
@@ -137,7 +188,9 @@ def walked_batch(out: pa.Schema, declared: pa.Schema, fitter, walk: list, f: dic
         rescued.append(rescued_json(rescue, f["uri"]))
     schema = walk_schema(declared)
     if schema is not None:
-        table = arrow_read(b"\n".join(orjson.dumps(r) for r in records), schema, "error") if records \
+        non_finite = any(b"NaN" in raw or b"Infinity" in raw for _, raw in walk)
+        dumps = framing.dumps_non_finite if non_finite else orjson.dumps  # orjson writes NaN as null
+        table = arrow_read(b"\n".join(dumps(r) for r in records), schema, "error") if records \
             else pa.table([pa.nulls(0, field.type) for field in schema], schema=schema)
         if table is None:
             raise RuntimeError(f"{f['uri']}: pyarrow cannot read the Fitter's records back")
@@ -266,6 +319,8 @@ def _leaf_fits(target, seen, timestamp_shaped: bool) -> bool:
         return isinstance(seen, (T.LongType, T.DoubleType))
     if isinstance(target, T.DateType):
         return isinstance(seen, T.StringType)
-    simple = (T.StringType, T.LongType, T.DoubleType, T.BooleanType)
+    if isinstance(target, T.StringType):  # integers and booleans as their JSON text (pyarrow's cast writes it)
+        return isinstance(seen, (T.StringType, T.LongType, T.BooleanType))
+    simple = (T.LongType, T.DoubleType, T.BooleanType)
     return isinstance(target, simple) and (target == seen or (isinstance(seen, T.LongType)
                                                               and isinstance(target, T.DoubleType)))

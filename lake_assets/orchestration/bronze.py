@@ -94,6 +94,7 @@ def bronze_asset(lake: LakeConfig, source: SourceConfig, downstream: set[AssetKe
             metadata["ignored_fields"] = MetadataValue.json(result.ignored_fields)
         if result.skipped_busy:
             metadata["files_claimed_by_other_runs"] = result.skipped_busy
+        metadata["objects_skipped_not_data"] = result.skipped_unselected  # include / exclude / default excludes
         yield MaterializeResult(metadata=metadata)
         yield from evaluations(context, key, audits)
         blocked = {day: blocked_reason(a) for day, a in audits.items() if a.blocked_by}

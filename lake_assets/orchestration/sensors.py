@@ -9,6 +9,7 @@ from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core.bronze import Layout, batches
 from lake_assets.core.discovery import Cursor, discover, run_key, s3_event_records
 from lake_assets.core.partitions import landing_date
+from lake_assets.core.selection import Selection
 from lake_assets.orchestration.bronze import MAX_BATCHES_TAG, bronze_key
 from lake_assets.orchestration.resources import LakeResource
 
@@ -37,7 +38,7 @@ def _sqs():
     return boto3.client("sqs", region_name=storage.s3_client().meta.region_name)
 
 
-def _from_notifications(context, source: SourceConfig, prefix: str, cursor: Cursor) -> dict[str, list]:
+def _from_notifications(context, source: SourceConfig, selection: Selection, cursor: Cursor) -> dict[str, list]:
     """Files named by the queue's S3 events. Messages are deleted one tick later: a tick's cursor is
     stored only with its run requests, so the handles in it belong to requests already recorded."""
     sqs = _sqs()
@@ -55,12 +56,12 @@ def _from_notifications(context, source: SourceConfig, prefix: str, cursor: Curs
             handles.append(message["ReceiptHandle"])
             for bucket, key, _ in s3_event_records(message["Body"]):
                 uri = f"s3://{bucket}/{key}"
-                if uri.startswith(prefix.rstrip("/") + "/"):
+                if uri.startswith(selection.prefix.rstrip("/") + "/") and selection.selects(uri):
                     files[uri] = None
     cursor.pending_deletes = handles
     found: dict[str, list] = {}
     for f in _describe(list(files)):
-        day = landing_date(f.uri[len(prefix):], f.last_modified).isoformat()
+        day = landing_date(f.uri[len(selection.prefix):], f.last_modified).isoformat()
         found.setdefault(day, []).append(f)
     context.log.info(f"{len(handles)} notification(s), {len(files)} file(s)")
     return found
@@ -91,17 +92,19 @@ def bronze_sensor(lake: LakeConfig, source: SourceConfig):
     def _sensor(context: SensorEvaluationContext, lake_resource: LakeResource) -> SensorResult:
         lake_now = lake_resource.lake()
         src = lake_now.source(source.name)
-        prefix = storage.join(lake_now.landing, src.path)
+        selection = Selection.of(lake_now.landing, src)
+        prefix = selection.prefix
         cursor = Cursor.loads(context.cursor)
         now = dt.datetime.now(dt.timezone.utc)
         found: dict[str, list] = {}
         if src.use_notifications:
-            found = _from_notifications(context, src, prefix, cursor)
+            found = _from_notifications(context, src, selection, cursor)
         if not src.use_notifications or cursor.last_sweep is None or \
                 now.timestamp() - cursor.last_sweep >= src.backfill_interval_hours * 3600:
             result = discover(prefix, cursor, now, lookback_days=src.lookback_days,
                               sweep_every=dt.timedelta(hours=src.backfill_interval_hours),
-                              ingested=lambda: committed_files(Layout(lake_now.warehouse, src.name).ledger))
+                              ingested=lambda: committed_files(Layout(lake_now.warehouse, src.name).ledger),
+                              selects=selection.selects)
             pending = cursor.pending_deletes
             cursor = result.cursor
             cursor.pending_deletes = pending

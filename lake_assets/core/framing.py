@@ -1,0 +1,323 @@
+"""How a landing file's bytes become records. Plain NDJSON (one object per line) is read as it is;
+every other framing is first normalised to NDJSON bytes with one record per line, so the pyarrow
+scan, the walk and the quarantine read it like any NDJSON file:
+
+- `multiline`: the file holds JSON documents (pretty-printed, or one top-level array whose
+  elements are the records); concatenated values (`{…}{…}`, Firehose) are split the same way, and
+  an NDJSON file whose lines do not parse is tried as concatenated values (detected, not configured);
+- `records_path` (`Records`): each element of that array of each document is one record;
+- `dynamodb`: DynamoDB JSON (`{"Item": …}` export lines, stream `NewImage`) unmarshalled.
+
+A leading UTF-8 BOM is dropped and CR-only line endings read as line ends, as Spark reads them.
+Records of a normalised file are numbered by position (`_record`, 0-based; `_line` = `_record` + 1),
+since they have no line of their own. Pure functions over bytes."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import orjson
+
+BOM = b"\xef\xbb\xbf"
+BAD = b"!"  # stands for a record in Framed.errors: parse_line rejects it, the quarantine shows the raw text
+_LONE_CR = re.compile(rb"\r(?!\n)")
+_SPACE = re.compile(r"\s*")
+
+
+@dataclass(frozen=True)
+class Framing:
+    """A source's framing options (config: multiline, records_path, format)."""
+    multiline: bool = False
+    records_path: tuple[str, ...] = ()
+    dynamodb: bool = False
+
+    @property
+    def plain(self) -> bool:
+        return not (self.multiline or self.records_path or self.dynamodb)
+
+    def per_record(self, split: bool = False) -> bool:
+        """Whether frame() numbers the records by position (else they keep the file's lines)."""
+        return self.multiline or bool(self.records_path) or split
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def of(cls, value: dict | None) -> "Framing":
+        value = value or {}
+        return cls(bool(value.get("multiline")), tuple(value.get("records_path") or ()), bool(value.get("dynamodb")))
+
+
+@dataclass
+class Framed:
+    data: bytes                 # NDJSON: each non-blank line one record (or a malformed one)
+    per_record: bool            # lines are records by position, not the file's own lines
+    errors: dict[int, tuple[str, str]] = field(default_factory=dict)  # line -> (raw text, why) of BAD lines
+
+
+def frame(data: bytes, framing: Framing, split: bool = False) -> Framed:
+    """`data` as NDJSON records. `split`: read a plain NDJSON file as concatenated values (the
+    scan sets it when the lines do not parse but the values do: see concatenated)."""
+    if data.startswith(BOM):
+        data = data[len(BOM):]
+    if b"\r" in data and _LONE_CR.search(data):
+        data = _LONE_CR.sub(b"\n", data)
+    if framing.plain and not split:
+        return Framed(data, False)
+    if not (framing.multiline or framing.records_path or split) and framing.dynamodb:
+        return _line_by_line(data, framing)
+    docs = _documents(data, raw_objects=not (framing.records_path or framing.dynamodb))
+    if docs is None:
+        return Framed(BAD, True, {1: (data.decode("utf-8", "replace"), "not JSON (or not UTF-8)")})
+    out = Framed(b"", True)
+    lines: list[bytes] = []
+    dumps = dumps_non_finite if (b"NaN" in data or b"Infinity" in data) else _dumps
+    for doc in docs:
+        if isinstance(doc, bytes):  # an object on one line, as it is (the scan parses it)
+            lines.append(doc)
+            continue
+        if isinstance(doc, _Unparsed):
+            lines.append(BAD)
+            out.errors[len(lines)] = (doc.text, doc.why)
+            continue
+        for record in _records(doc, framing):
+            if isinstance(record, _Unparsed):
+                lines.append(BAD)
+                out.errors[len(lines)] = (record.text, record.why)
+            else:
+                lines.append(dumps(record))
+    out.data = b"\n".join(lines)
+    return out
+
+
+def concatenated(data: bytes) -> Framed | None:
+    """A plain NDJSON file whose lines did not all parse, as concatenated JSON values (Firehose:
+    `{…}{…}` with or without whitespace) when the whole file parses that way, or as one top-level
+    array of objects (as Spark reads it); else None (a line holding `[1, 2]` stays malformed)."""
+    try:
+        whole = orjson.loads(data[len(BOM):] if data.startswith(BOM) else data)
+        if isinstance(whole, list) and all(isinstance(v, dict) for v in whole):  # one array of records
+            return frame(data, Framing(), split=True)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        for line in data.split(b"\n"):
+            if line.strip():
+                orjson.loads(line)
+        return None  # every line is one value: what the scan rejected is something else
+    except orjson.JSONDecodeError:
+        pass
+    framed = frame(data, Framing(), split=True)
+    return framed if framed.per_record and not framed.errors else None
+
+
+class _Unparsed:
+    def __init__(self, text: str, why: str):
+        self.text, self.why = text, why
+
+
+def _documents(data: bytes, raw_objects: bool = False) -> list | None:
+    """The JSON values of a file in order: the whole file as one value, else its lines when each
+    parses, else values split one after another (an unparseable rest becomes one _Unparsed). None
+    when the file is not UTF-8 or not even its first value parses. `raw_objects`: an object that
+    fits on one line stays its bytes, unparsed (Firehose: no parse before the scan's)."""
+    try:
+        return [orjson.loads(data)]
+    except orjson.JSONDecodeError:
+        pass
+    lines = [line for line in data.split(b"\n") if line.strip()]
+    try:
+        return [orjson.loads(line) for line in lines]
+    except orjson.JSONDecodeError:
+        pass
+    slices = _value_slices(data)
+    if slices is not None:
+        raws = (data[a:b] for a, b in slices)
+        return [raw if raw_objects and raw[:1] == b"{" and b"\n" not in raw and b"\r" not in raw else _parse(raw)
+                for raw in raws]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    decoder, docs, at = json.JSONDecoder(), [], _SPACE.match(text, 0).end()
+    while at < len(text):
+        try:
+            value, end = decoder.raw_decode(text, at)
+        except (ValueError, RecursionError) as exc:
+            if not docs:
+                return None
+            docs.append(_Unparsed(text[at:], f"invalid JSON: {exc}"))
+            break
+        docs.append(value)
+        at = _SPACE.match(text, end).end()
+    return docs
+
+
+_STRUCTURAL = np.zeros(256, bool)
+_STRUCTURAL[list(b'"\\{}[]')] = True
+_WHITESPACE = np.zeros(256, bool)
+_WHITESPACE[list(b" \t\r\n")] = True
+
+
+def _value_slices(data: bytes) -> list[tuple[int, int]] | None:
+    """(start, end) of each top-level object or array of concatenated JSON, found from the
+    structural bytes alone (numpy; quotes escaped by an odd run of backslashes do not count), or
+    None when the file is not objects and arrays separated by whitespace."""
+    buf = np.frombuffer(data, np.uint8)
+    at = np.flatnonzero(_STRUCTURAL[buf])
+    chars = buf[at]
+    slashes = at[chars == 92]
+    if len(slashes):  # in each run of backslashes, every other one escapes the byte after it
+        run_start = np.concatenate(([True], np.diff(slashes) != 1))
+        first = np.maximum.accumulate(np.where(run_start, np.arange(len(slashes)), 0))
+        escaped = slashes[(np.arange(len(slashes)) - first) % 2 == 0] + 1
+    else:
+        escaped = np.array([], np.int64)
+    quotes = at[chars == 34]
+    quotes = quotes[~np.isin(quotes, escaped)]
+    brackets = (chars != 34) & (chars != 92)
+    where, kind = at[brackets], chars[brackets]
+    outside = np.searchsorted(quotes, where) % 2 == 0  # an even number of quotes before: not in a string
+    if len(quotes) % 2:
+        return None
+    where, kind = where[outside], kind[outside]
+    step = np.where((kind == 123) | (kind == 91), 1, -1)
+    depth = np.cumsum(step)
+    if not len(depth) or depth.min() < 0 or depth[-1] != 0:
+        return None
+    starts = where[(depth == 1) & (step == 1)]
+    ends = where[depth == 0] + 1
+    if len(starts) != len(ends):
+        return None
+    inside = np.zeros(len(buf) + 1, np.int8)
+    inside[starts] += 1
+    inside[ends] -= 1
+    if np.any(~_WHITESPACE[buf] & (np.cumsum(inside[:-1], dtype=np.int8) == 0)):
+        return None  # something between the values (a top-level scalar, stray text)
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def _parse(raw: bytes):
+    """One JSON value (NaN, Infinity and integers past 64 bits read as parse_line reads them), or _Unparsed."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        return _Unparsed(raw.decode("utf-8", "replace"), f"invalid JSON: {exc}")
+
+
+def _records(doc, framing: Framing) -> list:
+    """The records of one document: the elements of `records_path`, else of a top-level array,
+    else the document; DynamoDB JSON unmarshalled."""
+    if framing.records_path:
+        found = doc
+        for step in framing.records_path:
+            found = found.get(step) if isinstance(found, dict) else None
+        if not isinstance(found, list):
+            return [_Unparsed(_text(doc), f"no array at records_path {'.'.join(framing.records_path)}")]
+        records = found
+    else:
+        records = doc if isinstance(doc, list) else [doc]
+    if framing.dynamodb:
+        return [_unmarshal_record(r) for r in records]
+    return records
+
+
+def _line_by_line(data: bytes, framing: Framing) -> Framed:
+    """DynamoDB JSON lines unmarshalled in place: each record keeps its line."""
+    lines, errors = data.split(b"\n"), {}
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            record = _unmarshal_record(orjson.loads(raw))
+        except orjson.JSONDecodeError:
+            continue  # malformed: parse_line rejects the line as it is
+        if isinstance(record, _Unparsed):
+            lines[i] = BAD
+            errors[i + 1] = (record.text, record.why)
+        else:
+            lines[i] = _dumps(record)
+    return Framed(b"\n".join(lines), False, errors)
+
+
+# ---------------------------------------------------------------- DynamoDB JSON
+
+_INTEGER = re.compile(r"^-?\d+$")
+
+
+class _NotDynamo(ValueError):
+    pass
+
+
+def _unmarshal_record(doc):
+    """An export line (`{"Item": …}`) or a stream record (`NewImage`, also under `dynamodb`)."""
+    image = None
+    if isinstance(doc, dict):
+        image = doc.get("Item", doc.get("NewImage", (doc.get("dynamodb") or {}).get("NewImage")
+                                        if isinstance(doc.get("dynamodb"), dict) else None))
+    if not isinstance(image, dict):
+        return _Unparsed(_text(doc), "not DynamoDB JSON: no Item or NewImage object")
+    try:
+        return {k: unmarshal(v) for k, v in image.items()}
+    except _NotDynamo as exc:
+        return _Unparsed(_text(doc), f"not DynamoDB JSON: {exc}")
+
+
+def unmarshal(value):
+    """One DynamoDB attribute value (`{"N": "18"}`) as plain JSON: S string, N integer or
+    decimal (as JSON numbers are read), BOOL, NULL, M object, L array, SS/NS/BS arrays, B and BS
+    their base64 text."""
+    if not isinstance(value, dict) or len(value) != 1:
+        raise _NotDynamo(f"attribute value {_text(value)[:80]} is not one type tag")
+    (tag, inner), = value.items()
+    if tag in ("S", "B"):
+        return inner
+    if tag == "N":
+        return _number(inner)
+    if tag == "BOOL":
+        return bool(inner)
+    if tag == "NULL":
+        return None
+    if tag == "M" and isinstance(inner, dict):
+        return {k: unmarshal(v) for k, v in inner.items()}
+    if tag == "L" and isinstance(inner, list):
+        return [unmarshal(v) for v in inner]
+    if tag in ("SS", "BS") and isinstance(inner, list):
+        return list(inner)
+    if tag == "NS" and isinstance(inner, list):
+        return [_number(n) for n in inner]
+    raise _NotDynamo(f"unknown type tag {tag!r}")
+
+
+def _number(text):
+    if not isinstance(text, str):
+        raise _NotDynamo(f"N value {text!r} is not a string")
+    try:
+        return int(text) if _INTEGER.match(text.strip()) else float(text)
+    except ValueError:
+        raise _NotDynamo(f"N value {text!r} is not a number") from None
+
+
+# ---------------------------------------------------------------- output
+
+def _dumps(value) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):  # integers past 64 bits
+        return dumps_non_finite(value)
+
+
+def dumps_non_finite(value) -> bytes:
+    """Keeps NaN / Infinity (orjson writes them as null); parse_line and pyarrow read them back."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _text(value) -> str:
+    return _dumps(value).decode()
