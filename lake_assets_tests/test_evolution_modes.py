@@ -9,6 +9,7 @@ import pytest
 from pyspark.sql import types as T
 
 from lake_assets.config import parse_config
+from lake_assets.core import quality
 from lake_assets.core.bronze import Layout, NewColumnsError, ingest
 from lake_assets.core.schema_log import SchemaLog
 
@@ -408,3 +409,24 @@ def test_malformed_lines_go_to_quarantine_and_the_run_continues(spark, tmp_path)
             (f, 9, '{"id": nan}', "2026-01-01"), (f, 10, '{"id": 1e400}', "2026-01-01")]
         assert all(x["_error"] for x in rows)
         assert "not a JSON object" in rows[1]["_error"] and "invalid JSON" in rows[0]["_error"]
+
+
+def test_checks_audit_each_day_on_every_engine(spark, tmp_path):
+    """The bronze checks' core (quality.audit) per day: a clean day passes, a day with a type
+    conflict in most rows, a malformed line and new fields is judged on its own figures."""
+    lake = Lake(tmp_path, hints="n BIGINT")
+    lake.write(1, "a.json", [{"id": i, "n": i} for i in range(10)])
+    lake.write(2, "b.json", [{"id": 10, "n": "x"}, {"id": 11, "n": "y"}, {"id": 12, "n": 3, "extra": True},
+                             "not json"])
+    result = lake.ingest(spark, 1, 2)
+    audits = quality.audit(spark, lake.config, lake.source, ["2026-01-01", "2026-01-02"], result.batch_ids)
+    day1, day2 = audits["2026-01-01"], audits["2026-01-02"]
+    assert (day1.facts.rows, day1.facts.rescued, day1.facts.malformed) == (10, 0, 0)
+    assert (day2.facts.rows, day2.facts.rescued, day2.facts.malformed) == (3, 2, 1)
+    assert all(v.passed for v in day1.verdicts if v.check != "schema_drift")
+    levels = {v.check: v.level for v in day2.verdicts}
+    assert levels["rescued_data_rate"] == quality.ERROR       # 2 of 3 rows are type conflicts
+    assert levels["malformed_rate"] == quality.ERROR          # 1 of 4 lines
+    assert levels["unreadable_files"] == quality.PASS
+    rescued = next(v for v in day2.verdicts if v.check == "rescued_data_rate")
+    assert "66.7 %" in rescued.description and "n 2" in rescued.description
