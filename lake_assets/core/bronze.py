@@ -22,6 +22,7 @@ from lake_assets import storage
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import archive, reader, tables
 from lake_assets.core.delta_meta import commits_of, table_version
+from lake_assets.core.discovery import list_days
 from lake_assets.core.faults import checkpoint
 from lake_assets.core.ledger import (COMMITTED, FAILED, RELEASED, SKIPPED, Entry, Ledger, LedgerUnreadable, is_stale,
                                     this_owner)
@@ -121,11 +122,15 @@ def list_landing(lake: LakeConfig, source: SourceConfig, days: set[str] | None =
 
 
 def listing(lake: LakeConfig, source: SourceConfig, days: set[str] | None = None
-            ) -> tuple[list[tuple[storage.FileInfo, str]], int, int]:
-    """(list_landing, objects of those days the selection skipped, data objects of any day)."""
+            ) -> tuple[list[tuple[storage.FileInfo, str]], int, int, bool]:
+    """(list_landing, objects of those days the selection skipped, data objects listed, whether the keys
+    carry their dates: then only the folders of `days` are listed (discovery.list_days), and a file's
+    landing date never changes, so the ledger can be read by day)."""
     selection = Selection.of(lake.landing, source)
     out, skipped, data = [], 0, 0
-    for f in storage.list_files(selection.prefix):
+    files, dated = (storage.list_files(selection.prefix), False) if days is None \
+        else list_days(selection.prefix, days)
+    for f in files:
         day = landing_date(f.uri[len(selection.prefix):], f.last_modified).isoformat()
         selected = selection.selects(f.uri)
         data += selected
@@ -135,7 +140,7 @@ def listing(lake: LakeConfig, source: SourceConfig, days: set[str] | None = None
             skipped += 1
         else:
             out.append((f, day))
-    return out, skipped, data
+    return out, skipped, data, dated
 
 
 def plan(listed: list[tuple[storage.FileInfo, str]], entries: dict[str, Entry], source: SourceConfig,
@@ -177,14 +182,17 @@ def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, re
     storage.check_bucket(lake.landing, "landing")
     storage.check_bucket(lake.warehouse, "warehouse")
 
-    ledger = Ledger(spark, layout.ledger)
     reads: dict[str, str] = {}
+    dated = False
     if from_archive:
+        ledger = Ledger(spark, layout.ledger)
         listed, reads = archive.archived_listing(lake.landing, source, set(days), ledger.entries())
         data_objects = len(listed)
     else:
-        listed, result.skipped_unselected, data_objects = listing(lake, source, set(days))
-    if not data_objects:
+        listed, result.skipped_unselected, data_objects, dated = listing(lake, source, set(days))
+        # Dated keys: this run reads and merges only the ledger rows of its days.
+        ledger = Ledger(spark, layout.ledger, set(days) if dated else None)
+    if not data_objects and not dated:  # a dated listing saw only these days' folders
         log(f"warning: {source.name}: path {source.path!r} matches no data object on any day "
             f"({Selection.of(lake.landing, source).pattern}, include {list(source.include)}, exclude "
             f"{list(source.exclude)} and the default excludes)")
@@ -222,7 +230,7 @@ def _entries_with_lineage(spark, layout: Layout, source: SourceConfig, ledger: L
     """The ledger's entries, first completed from bronze's lineage for listed files it does not know
     but whose rows are in bronze (a lost, restored or rebuilt ledger), so they are not loaded twice."""
     try:
-        entries = ledger.entries()
+        entries = ledger.entries([f.uri for f, _ in listed])
     except LedgerUnreadable as exc:
         raise IngestError(f"source {source.name!r}: {LedgerUnreadable(exc.uri, exc.cause, source.name)}") from None
     unknown = {f.uri: (f, day) for f, day in listed if f.uri not in entries}
@@ -234,7 +242,7 @@ def _entries_with_lineage(spark, layout: Layout, source: SourceConfig, ledger: L
     log(f"{source.name}: the ledger did not know {len(rebuilt)} file(s) whose rows are in bronze (a lost or "
         f"restored ledger); rebuilt their entries from bronze's lineage (_source_file, _batch_id, counts), so "
         f"they are not loaded again: {', '.join(e.uri for e in rebuilt[:10])}")
-    return ledger.entries()
+    return ledger.entries([f.uri for f, _ in listed])
 
 
 def lineage_entries(spark, layout: Layout, source: SourceConfig, listed: dict[str, tuple[storage.FileInfo, str]],
@@ -298,7 +306,7 @@ def _run_batch(spark, source: SourceConfig, layout: Layout, batch: list[Planned]
     if len(claimed) == 1:
         result.failed[claimed[0].file.uri] = reason
         return
-    entries = ledger.entries()
+    entries = ledger.entries([p.file.uri for p in claimed])
     for p in claimed:
         _run_batch(spark, source, layout, [Planned(p.file, p.day, entries.get(p.file.uri))], ledger, run_id,
                    result, log, reads)

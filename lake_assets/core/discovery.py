@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -70,6 +71,32 @@ def detect_layout(prefix: str, files: list[storage.FileInfo]) -> list[str] | Non
             return None
         found = layout
     return found
+
+
+HEAD_KEYS = 1000   # one S3 page: enough keys to see whether the date layout holds
+
+
+def list_days(prefix: str, days: set[str]) -> tuple[list[storage.FileInfo], bool]:
+    """The files under `prefix` that can land on `days`, and whether only those days' folders were
+    listed. When the first page of keys and every key sorting after the date folders follow one date
+    layout (detect_layout), only the folders of `days` are listed, so a run costs in proportion to its
+    days, not the history; otherwise (or for a small prefix) everything is listed. A key outside the
+    layout between date folders is not seen here; the sensor's sweep lists everything."""
+    head = list(itertools.islice(storage.list_files(prefix), HEAD_KEYS))
+    layout = detect_layout(prefix, head)
+    if len(head) < HEAD_KEYS:
+        return head, layout is not None
+    # ':' sorts right after '9': the first key past every date folder, if any, must follow the layout too.
+    tail = [] if layout is None else \
+        list(itertools.islice(storage.list_files(prefix, start_after=storage.join(prefix, layout[0] + ":")), 1))
+    if layout is None or (tail and detect_layout(prefix, tail) != layout):
+        return head + list(storage.list_files(prefix, start_after=head[-1].uri)), False
+    files = []
+    for day in sorted(days):
+        folder = storage.join(prefix, layout[0] + dt.date.fromisoformat(day).strftime(layout[1]))
+        if storage.is_s3(folder) or storage.exists(folder):
+            files += storage.list_files(folder)
+    return files, True
 
 
 @dataclass

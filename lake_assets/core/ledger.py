@@ -12,8 +12,10 @@ import datetime as dt
 import os
 import socket
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lake_assets.core import tables
@@ -83,18 +85,36 @@ class LedgerUnreadable(LakeError, RuntimeError):
 
 
 class Ledger:
-    def __init__(self, spark, uri: str):
-        self.spark, self.uri = spark, uri
+    """A source's ledger, partitioned by landing date (ledgers made before that are not, and read the
+    same). With `days`, every read and MERGE is limited to those landing dates, so a run's cost does
+    not grow with history; a run gives them only when a file's landing date cannot change (dated keys)."""
 
-    def entries(self) -> dict[str, Entry]:
+    def __init__(self, spark, uri: str, days: set[str] | None = None):
+        self.spark, self.uri, self.days = spark, uri, days
+
+    def entries(self, uris: Collection[str] | None = None) -> dict[str, Entry]:
+        """The entries of the ledger's days, and of `uris` when given (a semi-join in the engine)."""
         try:
             if tables.schema_or_none(self.spark, self.uri) is None:
                 return {}
-            rows = tables.read(self.spark, self.uri).collect()
-            return {r["uri"]: Entry(**{f.name: _utc(r[f.name]) for f in SCHEMA.fields}) for r in rows}
+            rows = tables.read(self.spark, self.uri)
+            if self.days is not None:
+                rows = rows.where(F.col("landing_date").isin(sorted(self.days)))
+            if uris is not None:
+                if not uris:
+                    return {}
+                wanted = self.spark.createDataFrame([(u,) for u in set(uris)], "uri string")
+                rows = rows.join(wanted, "uri", "left_semi")
+            return {r["uri"]: Entry(**{f.name: as_utc(r[f.name]) for f in SCHEMA.fields}) for r in rows.collect()}
         except Exception as exc:  # noqa: BLE001 - any engine error reading it means the same
             raise LedgerUnreadable(self.uri, (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]) \
                 from exc
+
+    def _scope(self) -> str:
+        """The MERGE condition limiting the target to the ledger's days (the engine prunes by it)."""
+        if self.days is None:
+            return ""
+        return f" AND t.landing_date IN ({', '.join(map(tables.sql_string, sorted(self.days)))})"
 
     def rebuild(self, found: list[Entry]) -> None:
         """Insert entries for files the ledger lacks (rebuilt from bronze's lineage); known files stay."""
@@ -103,12 +123,12 @@ class Ledger:
         self._ensure()
         columns = [f.name for f in SCHEMA.fields]
         src = self.spark.createDataFrame([tuple(getattr(e, c) for c in columns) for e in found], SCHEMA)
-        self._merge(src, f"ON t.uri = s.uri WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) "
+        self._merge(src, f"ON t.uri = s.uri{self._scope()} WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) "
                          f"VALUES ({', '.join('s.' + c for c in columns)})")
 
     def _ensure(self) -> None:
         if tables.schema_or_none(self.spark, self.uri) is None:
-            tables.retry_conflicts(lambda: tables.add_columns(self.spark, self.uri, SCHEMA))
+            tables.retry_conflicts(lambda: tables.add_columns(self.spark, self.uri, SCHEMA, "landing_date"))
 
     def claim(self, batch_id: str, owner: str, wanted: list[tuple[object, str, Entry | None]]) -> set[str]:
         """Claim files (FileInfo, landing date, the entry seen when planning); return the URIs won.
@@ -125,12 +145,10 @@ class Ledger:
         src = self.spark.createDataFrame(rows, T.StructType(SCHEMA.fields + [
             T.StructField("seen_batch", T.StringType()), T.StructField("seen_status", T.StringType())]))
         columns = [f.name for f in SCHEMA.fields]
-        self._merge(src, "ON t.uri = s.uri WHEN MATCHED AND t.batch_id <=> s.seen_batch AND t.status <=> s.seen_status "
+        self._merge(src, f"ON t.uri = s.uri{self._scope()} WHEN MATCHED AND t.batch_id <=> s.seen_batch AND t.status <=> s.seen_status "
                          f"THEN UPDATE SET {', '.join(f'{c} = s.{c}' for c in columns)} WHEN NOT MATCHED THEN "
                          f"INSERT ({', '.join(columns)}) VALUES ({', '.join('s.' + c for c in columns)})")
-        mine = tables.read(self.spark, self.uri).where(f"batch_id = {tables.sql_string(batch_id)}") \
-            .select("uri").collect()
-        return {r["uri"] for r in mine}
+        return {u for u, e in self.entries([f.uri for f, _, _ in wanted]).items() if e.batch_id == batch_id}
 
     def finish(self, batch_id: str, outcomes: dict[str, dict]) -> None:
         """Record each claimed file's outcome: {uri: {status, records, malformed, rescued, error}}."""
@@ -141,7 +159,7 @@ class Ledger:
                  now if o["status"] == COMMITTED else None) for uri, o in outcomes.items()]
         src = self.spark.createDataFrame(rows, "uri string, status string, records bigint, malformed bigint, "
                                                "rescued bigint, error string, committed_at timestamp")
-        self._merge(src, f"ON t.uri = s.uri AND t.batch_id = {tables.sql_string(batch_id)} WHEN MATCHED THEN "
+        self._merge(src, f"ON t.uri = s.uri AND t.batch_id = {tables.sql_string(batch_id)}{self._scope()} WHEN MATCHED THEN "
                          f"UPDATE SET status = s.status, records = s.records, malformed = s.malformed, "
                          f"rescued = s.rescued, error = s.error, committed_at = s.committed_at")
 
@@ -174,7 +192,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _utc(value):
+def as_utc(value):
     # Spark returns naive datetimes in the session time zone, which engine.py sets to UTC.
     if isinstance(value, dt.datetime) and value.tzinfo is None:
         return value.replace(tzinfo=dt.timezone.utc)

@@ -15,7 +15,7 @@ from lake_assets.core import tables
 from lake_assets import storage
 from lake_assets.core.bronze import ROW_KEY, Layout, ingest, lineage_entries, list_landing, listing
 from lake_assets.core.delta_meta import table_version
-from lake_assets.core.ledger import COMMITTED, RELEASED, Ledger, is_stale, this_owner
+from lake_assets.core.ledger import COMMITTED, RELEASED, Ledger, LedgerUnreadable, as_utc, is_stale, this_owner
 from lake_assets.core.schema_log import SchemaLog
 from lake_assets.errors import LakeError
 from lake_assets.storage import FileInfo
@@ -40,26 +40,38 @@ def day_range(start: str, end: str) -> list[str]:
 
 
 def source_status(spark, lake: LakeConfig, source: SourceConfig) -> dict:
+    """Counts summarised by the engine (the ledger is never collected), and the landed files the
+    ledger does not know at their ETag (pending: the ledger records files once claimed)."""
     layout = Layout(lake.warehouse, source.name)
-    entries = Ledger(spark, layout.ledger).entries().values()
-    committed = [e for e in entries if e.status == COMMITTED]
-    last = max(committed, key=lambda e: e.committed_at, default=None)
-    records = sum(e.records or 0 for e in committed)
-    rescued = sum(e.rescued or 0 for e in committed)
+    files: dict[str, int] = {}
+    totals, last = {"records": 0, "malformed": 0, "rescued": 0}, None
+    listed, skipped, _, _ = listing(lake, source)
+    landed = [(f.uri, f.etag) for f, _ in listed]
+    pending = len(landed)
+    if tables.schema_or_none(spark, layout.ledger) is not None:
+        try:
+            ledger = tables.read(spark, layout.ledger)
+            files = {r["status"]: r["count"] for r in ledger.groupBy("status").count().collect()}
+            committed = ledger.where(F.col("status") == COMMITTED)
+            sums = committed.agg(*(F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in totals)).collect()[0]
+            totals = {c: sums[c] for c in totals}
+            last = committed.orderBy(F.col("committed_at").desc()).select("batch_id", "committed_at").limit(1).collect()
+            pending = spark.createDataFrame(landed, "uri string, etag string") \
+                .join(ledger.select("uri", "etag"), ["uri", "etag"], "left_anti").count() if landed else 0
+        except Exception as exc:  # noqa: BLE001 - any engine error reading it means the same
+            raise LedgerUnreadable(layout.ledger, (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300],
+                                   source.name) from exc
     schema = SchemaLog(layout.schemas)
     current = schema.current()
-    # Landed files the ledger does not know yet are pending (the ledger records files once claimed).
-    known = {e.uri: e.etag for e in entries}
-    landed, skipped, _ = listing(lake, source)
-    pending = sum(1 for f, _ in landed if known.get(f.uri) != f.etag)
+    last_row = last[0] if last else None
     return {
         "source": source.name,
-        "files": {**dict(Counter(e.status for e in entries)), "pending": pending, "skipped_not_data": skipped},
-        "records": records,
-        "malformed": sum(e.malformed or 0 for e in committed),
-        "rescued_rate": round(rescued / records, 6) if records else 0.0,
-        "last_batch": last.batch_id if last else None,
-        "last_commit": last.committed_at.isoformat(timespec="seconds") if last else None,
+        "files": {**files, "pending": pending, "skipped_not_data": skipped},
+        "records": totals["records"],
+        "malformed": totals["malformed"],
+        "rescued_rate": round(totals["rescued"] / totals["records"], 6) if totals["records"] else 0.0,
+        "last_batch": last_row["batch_id"] if last_row else None,
+        "last_commit": as_utc(last_row["committed_at"]).isoformat(timespec="seconds") if last_row else None,
         "schema_version": current.version if current else None,
         "schema_pending": schema.pending() is not None,
         "table": layout.bronze,
