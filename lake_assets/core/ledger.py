@@ -83,6 +83,10 @@ class LedgerUnreadable(LakeError, RuntimeError):
                          f"the ledger is corrupt, run `lake repair {source} --rebuild-ledger`: it moves the ledger "
                          f"aside and rebuilds it from bronze's lineage.")
 
+    @classmethod
+    def of(cls, uri: str, exc: Exception, source: str = "<source>") -> "LedgerUnreadable":
+        return cls(uri, (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300], source)
+
 
 class Ledger:
     """A source's ledger, partitioned by landing date (ledgers made before that are not, and read the
@@ -107,8 +111,7 @@ class Ledger:
                 rows = rows.join(wanted, "uri", "left_semi")
             return {r["uri"]: Entry(**{f.name: as_utc(r[f.name]) for f in SCHEMA.fields}) for r in rows.collect()}
         except Exception as exc:  # noqa: BLE001 - any engine error reading it means the same
-            raise LedgerUnreadable(self.uri, (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]) \
-                from exc
+            raise LedgerUnreadable.of(self.uri, exc) from exc
 
     def _scope(self) -> str:
         """The MERGE condition limiting the target to the ledger's days (the engine prunes by it)."""
@@ -145,9 +148,9 @@ class Ledger:
         src = self.spark.createDataFrame(rows, T.StructType(SCHEMA.fields + [
             T.StructField("seen_batch", T.StringType()), T.StructField("seen_status", T.StringType())]))
         columns = [f.name for f in SCHEMA.fields]
-        self._merge(src, f"ON t.uri = s.uri{self._scope()} WHEN MATCHED AND t.batch_id <=> s.seen_batch AND t.status <=> s.seen_status "
-                         f"THEN UPDATE SET {', '.join(f'{c} = s.{c}' for c in columns)} WHEN NOT MATCHED THEN "
-                         f"INSERT ({', '.join(columns)}) VALUES ({', '.join('s.' + c for c in columns)})")
+        self._merge(src, f"ON t.uri = s.uri{self._scope()} WHEN MATCHED AND t.batch_id <=> s.seen_batch "
+                         f"AND t.status <=> s.seen_status THEN UPDATE SET {', '.join(f'{c} = s.{c}' for c in columns)} "
+                         f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) VALUES ({', '.join('s.' + c for c in columns)})")
         return {u for u, e in self.entries([f.uri for f, _, _ in wanted]).items() if e.batch_id == batch_id}
 
     def finish(self, batch_id: str, outcomes: dict[str, dict]) -> None:
@@ -159,9 +162,9 @@ class Ledger:
                  now if o["status"] == COMMITTED else None) for uri, o in outcomes.items()]
         src = self.spark.createDataFrame(rows, "uri string, status string, records bigint, malformed bigint, "
                                                "rescued bigint, error string, committed_at timestamp")
-        self._merge(src, f"ON t.uri = s.uri AND t.batch_id = {tables.sql_string(batch_id)}{self._scope()} WHEN MATCHED THEN "
-                         f"UPDATE SET status = s.status, records = s.records, malformed = s.malformed, "
-                         f"rescued = s.rescued, error = s.error, committed_at = s.committed_at")
+        self._merge(src, f"ON t.uri = s.uri AND t.batch_id = {tables.sql_string(batch_id)}{self._scope()} "
+                         f"WHEN MATCHED THEN UPDATE SET status = s.status, records = s.records, "
+                         f"malformed = s.malformed, rescued = s.rescued, error = s.error, committed_at = s.committed_at")
 
     def _merge(self, src, clauses: str) -> None:
         """MERGE `src` (as `s`) into the ledger (as `t`), retrying commit conflicts."""

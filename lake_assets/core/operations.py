@@ -59,8 +59,7 @@ def source_status(spark, lake: LakeConfig, source: SourceConfig) -> dict:
             pending = spark.createDataFrame(landed, "uri string, etag string") \
                 .join(ledger.select("uri", "etag"), ["uri", "etag"], "left_anti").count() if landed else 0
         except Exception as exc:  # noqa: BLE001 - any engine error reading it means the same
-            raise LedgerUnreadable(layout.ledger, (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300],
-                                   source.name) from exc
+            raise LedgerUnreadable.of(layout.ledger, exc, source.name) from exc
     schema = SchemaLog(layout.schemas)
     current = schema.current()
     last_row = last[0] if last else None
