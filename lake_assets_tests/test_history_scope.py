@@ -89,7 +89,7 @@ def test_status_is_summarised_by_the_engine(tmp_path):
     r = lake.run("status", SOURCE, "--json")
     assert r.returncode == 0, str(r)
     status = json.loads(r.stdout)
-    assert status["files"] == {"committed": 3, "pending": 2}
+    assert status["files"] == {"committed": 3, "pending": 2, "skipped_not_data": 0}
     assert status["records"] == 5 + 4 + 3 - 2   # two malformed lines are quarantined, not records
     assert status["malformed"] == 2
     assert status["last_batch"] and status["last_commit"].endswith("+00:00")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 
 from pyspark.sql import functions as F
