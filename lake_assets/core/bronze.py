@@ -24,6 +24,7 @@ from lake_assets.core import archive, reader, tables
 from lake_assets.core.delta_meta import commits_of, table_version
 from lake_assets.core.discovery import list_days
 from lake_assets.core.faults import checkpoint
+from lake_assets.core.layout import AUDIT_COLUMNS, BRONZE_PARTITION, ROW_KEY, Layout  # noqa: F401 (re-exported)
 from lake_assets.core.ledger import (COMMITTED, FAILED, RELEASED, SKIPPED, Entry, Ledger, LedgerUnreadable, is_stale,
                                     this_owner)
 from lake_assets.core.partitions import landing_date
@@ -33,9 +34,7 @@ from lake_assets.core.selection import Selection, partition_values
 from lake_assets.engine import is_embedded
 from lake_assets.errors import LakeError
 
-AUDIT_COLUMNS = ("_source_file", "_line", "_record", "_ingested_at", "_batch_id", "_landing_date")
-PARTITION_COLUMN = "_landing_date"
-ROW_KEY = (PARTITION_COLUMN, "_source_file", "_line")   # one row per landed line
+PARTITION_COLUMN = BRONZE_PARTITION   # old name, kept until every importer uses core.layout
 QUARANTINE_SCHEMA = T.StructType([
     T.StructField("_source_file", T.StringType()), T.StructField("_line", T.LongType()),
     T.StructField("_record", T.LongType()), T.StructField("_raw", T.StringType()), T.StructField("_error", T.StringType()),
@@ -57,29 +56,6 @@ class NewColumnsError(IngestError):
             f"source {source!r}: {len(fields)} new field(s) not in the accepted schema "
             f"(schema_evolution_mode failOnNewColumns): {', '.join(fields)}. Nothing was written for this batch. "
             f"Run `lake schema accept {source}` to accept them; the same files then load.")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where a source's tables and state live under the warehouse."""
-    warehouse: str
-    source: str
-
-    @property
-    def bronze(self) -> str:
-        return storage.join(self.warehouse, "bronze", self.source)
-
-    @property
-    def quarantine(self) -> str:
-        return storage.join(self.warehouse, "bronze", f"{self.source}__quarantine")
-
-    @property
-    def ledger(self) -> str:
-        return storage.join(self.warehouse, "_state", self.source, "ledger")
-
-    @property
-    def schemas(self) -> str:
-        return storage.join(self.warehouse, "_state", self.source, "_schemas")
 
 
 @dataclass
