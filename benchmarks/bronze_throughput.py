@@ -200,6 +200,7 @@ def run_plain(spark, files: list[str], out: str) -> int:
 def run_bronze(spark, landing: str, warehouse: str, timeline: Timeline, hints: str, extra: str = ""):
     from lake_assets.config import parse_config
     from lake_assets.core import bronze
+    from lake_assets.core.layout import Layout
 
     lake = parse_config(f"""
 landing: {landing}
@@ -221,7 +222,7 @@ sources:
     timeline.mark("ingest start")
     result = bronze.ingest(spark, lake, source, [DAY.isoformat()], log=log)
     timeline.mark("ingest end")
-    return _Shown((result, bronze.Layout(lake.warehouse, source.name).bronze))
+    return _Shown((result, Layout(lake.warehouse, source.name).bronze))
 
 
 class _Shown(tuple):
@@ -377,7 +378,7 @@ def main(argv=None) -> int:
         print(f"engine: embedded Sail, {cores} cores; peak RSS before the runs {gib(peak_rss())}", flush=True)
 
         results: dict = {"mb": nbytes / MB, "files": len(files), "cores": cores}
-        from lake_assets.core.bronze import AUDIT_COLUMNS, Layout
+        from lake_assets.core.layout import AUDIT_COLUMNS, Layout
 
         def text(i: int) -> int:  # into bronze's data schema, as the first bronze run made it
             full = spark.read.format("delta").load(Layout(str(out / "warehouse0"), "telemetry").bronze).schema

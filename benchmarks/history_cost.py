@@ -72,7 +72,7 @@ def write_history_tables(lake, etags: dict[int, str], per_day: int) -> None:
     import pyarrow as pa
     from deltalake import DeltaTable, write_deltalake
 
-    from lake_assets.core.bronze import Layout
+    from lake_assets.core.layout import Layout
     from lake_assets.core.delta_meta import storage_options
 
     layout = Layout(lake.warehouse, "events")
@@ -121,7 +121,8 @@ def child(args) -> None:
     import lake_assets
     from lake_assets import storage
     from lake_assets.config import parse_config
-    from lake_assets.core.bronze import Layout, ingest
+    from lake_assets.core.bronze import ingest
+from lake_assets.core.layout import Layout
     from lake_assets.core.operations import source_status
     from lake_assets.engine import spark_session
 

@@ -144,7 +144,7 @@ def _changes(changes: dict) -> str:
 
 
 def cmd_schema(args, lake) -> int:
-    from lake_assets.core.bronze import Layout
+    from lake_assets.core.layout import Layout
     from lake_assets.core.operations import OperatorError
     from lake_assets.core.schema import diff
     from lake_assets.core.schema_log import SchemaLog
@@ -207,23 +207,23 @@ def cmd_dev(args, lake) -> int:
     return run_dev(args.port, s3=args.s3)
 
 
+def _dated(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("source")
+    p.add_argument("--date", help="one landing date (YYYY-MM-DD); default today (UTC)")
+    p.add_argument("--from", dest="start", help="first landing date")
+    p.add_argument("--to", dest="end", help="last landing date")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lake", description="Operate a lake_assets lake (config: $LAKE_CONFIG "
                                                                 "or the bundled demo config).")
     parser.add_argument("--config", help="lake YAML (default: $LAKE_CONFIG, else the demo config)")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    def dated(p):
-        p.add_argument("source")
-        p.add_argument("--date", help="one landing date (YYYY-MM-DD); default today (UTC)")
-        p.add_argument("--from", dest="start", help="first landing date")
-        p.add_argument("--to", dest="end", help="last landing date")
-        return p
-
-    p = dated(sub.add_parser("ingest", help="ingest new files of some landing dates into bronze"))
+    p = _dated(sub.add_parser("ingest", help="ingest new files of some landing dates into bronze"))
     p.add_argument("--reprocess", action="store_true", help="also re-read files already ingested")
     p.set_defaults(func=cmd_ingest)
-    p = dated(sub.add_parser("reprocess", help="re-read every file of a date range and replace its rows"))
+    p = _dated(sub.add_parser("reprocess", help="re-read every file of a date range and replace its rows"))
     p.add_argument("--from-archive", action="store_true",
                    help="read the files clean_source moved to archive_to, in place")
     p.set_defaults(func=cmd_reprocess, reprocess=True)
@@ -265,10 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
 READS_LANDING = ("ingest", "reprocess", "status", "repair")
 
 
-def _fail(command: str, message: str) -> int:
+def _fail(command: str, message: str, exit_code: int = 2) -> int:
     for line in message.splitlines() or [""]:
         print(f"lake {command}: {line}", file=sys.stderr)
-    return 2
+    return exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
                 check_bucket(lake.landing, "landing")
             check_bucket(lake.warehouse, "warehouse")
         return args.func(args, lake)
-    except (LakeError, LookupError) as exc:
-        return _fail(args.command, str(exc))
+    except LakeError as exc:  # every error of ours: its message, the exit code of its class
+        return _fail(args.command, str(exc), exc.exit_code)
     except Exception as exc:
         message = outside_error(exc)
         if message is None:

@@ -17,7 +17,6 @@ from lake_assets.errors import LakeError
 
 DEMO_CONFIG = Path(__file__).parent / "demo" / "lake.yaml"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-EVOLUTION_MODES = ("addNewColumns", "rescue", "failOnNewColumns", "none")
 
 
 class ConfigError(LakeError, ValueError):

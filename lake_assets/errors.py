@@ -1,6 +1,7 @@
-"""One base for the errors a user can act on (a wrong config, unreachable storage, bad input), and
-the one place that recognises the engine's and the storage libraries' own errors, so the CLI can
-answer with one line instead of a traceback."""
+"""One base for every error lake_assets raises (a wrong config, unreachable storage, bad input, and
+the internal signals between its own functions), and the one place that recognises the engine's
+and the storage libraries' own errors by their text, so the CLI and Dagster answer with one line
+instead of a traceback."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ import re
 
 
 class LakeError(Exception):
-    """An error whose message says what went wrong and what to do (the CLI prints it, exit 2)."""
+    """An error whose message says what went wrong and what to do: the CLI prints it and exits with
+    `exit_code`; a Dagster step fails with it as the Failure's description and `facts()` as metadata."""
+
+    exit_code = 2
+
+    def facts(self) -> dict:
+        """JSON-able details for the Dagster Failure's metadata."""
+        return {}
 
 
 def _endpoint() -> str:
@@ -53,3 +61,21 @@ def outside_error(exc: BaseException) -> str | None:
         return f"cannot reach S3 at {_endpoint()}: is the server running? (set AWS_ENDPOINT_URL for a local S3 server)"
     what = "the engine" if module.startswith(("pyspark", "grpc")) else "storage"
     return f"{what} failed: {type(exc).__name__}: {_first_line(exc)}"
+
+
+# The engines (Sail, Spark, Databricks) and delta-rs raise different classes for the same thing:
+# their message is the contract.
+_COMMIT_CONFLICT = ("Failed to commit transaction", "ConcurrentAppend", "ConcurrentModification", "ConcurrentDelete",
+                    "ProtocolChanged", "MetadataChanged", "DELTA_CONCURRENT")
+_NO_TABLE = ("No commit files", "is not a Delta table", "DELTA_MISSING_DELTA_TABLE", "Path does not exist",
+             "PATH_NOT_FOUND", "not found")
+
+
+def is_commit_conflict(exc: BaseException) -> bool:
+    """A Delta commit lost to a concurrent one (retrying it is safe)."""
+    return any(s in str(exc) for s in _COMMIT_CONFLICT)
+
+
+def is_missing_table(exc: BaseException) -> bool:
+    """A read of a path that holds no Delta table (yet)."""
+    return any(s in str(exc) for s in _NO_TABLE)

@@ -20,13 +20,15 @@ from pyspark.sql import types as T
 
 from lake_assets.config import EngineConfig, LakeConfig, parse_config
 from lake_assets.core import bronze, gold, quality, silver
+from lake_assets.core.layout import table_uri
 from lake_assets.core.schema import SchemaDiff
+from lake_assets.errors import LakeError
 
 RESULTS = {"bronze": bronze.IngestResult, "silver": silver.SilverResult, "gold": gold.GoldResult}
 
 
-class RemoteError(RuntimeError):
-    pass
+class RemoteError(LakeError, RuntimeError):
+    """The job was handed a step it does not know."""
 
 
 def encode(result) -> dict:
@@ -54,12 +56,6 @@ def decode(step: str, values: dict):
     if "schema_changes" in values:
         values["schema_changes"] = [(version, SchemaDiff(**d)) for version, d in values["schema_changes"]]
     return RESULTS[step](**values)
-
-
-def table_uri(lake: LakeConfig, step: str, name: str) -> str:
-    if step == "bronze":
-        return bronze.Layout(lake.warehouse, name).bronze
-    return (silver if step == "silver" else gold).table_uri(lake, name)
 
 
 def table_name(lake: LakeConfig, step: str, name: str) -> str | None:
@@ -103,7 +99,7 @@ def register_table(spark, lake: LakeConfig, step: str, name: str) -> str | None:
     cannot be addressed by path, which every step does). Writes no commit."""
     full = table_name(lake, step, name)
     if full:
-        spark.sql(f"CREATE TABLE IF NOT EXISTS {full} USING DELTA LOCATION '{table_uri(lake, step, name)}'")
+        spark.sql(f"CREATE TABLE IF NOT EXISTS {full} USING DELTA LOCATION '{table_uri(lake.warehouse, step, name)}'")
     return full
 
 

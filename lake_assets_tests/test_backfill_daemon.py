@@ -5,7 +5,8 @@ day-by-day runs."""
 import pytest
 
 from lake_assets.config import load_config
-from lake_assets.core.bronze import Layout, ingest
+from lake_assets.core.bronze import ingest
+from lake_assets.core.layout import Layout
 from lake_assets.demo.fixtures import write_fixture_lake
 from lake_assets.engine import spark_session
 from lake_assets_tests.dagster_server import LAUNCH, dagster_running, graphql, wait_backfill

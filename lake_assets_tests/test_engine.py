@@ -6,7 +6,8 @@ import json
 from pysail.spark import SparkConnectServer
 
 from lake_assets.config import load_config
-from lake_assets.core.bronze import Layout, ingest
+from lake_assets.core.bronze import ingest
+from lake_assets.core.layout import Layout
 from lake_assets.engine import is_embedded, spark_session
 from lake_assets_tests.conftest import write_config
 

@@ -10,7 +10,8 @@ from pyspark.sql import types as T
 
 from lake_assets.config import parse_config
 from lake_assets.core import quality
-from lake_assets.core.bronze import Layout, NewColumnsError, ingest
+from lake_assets.core.bronze import NewColumnsError, ingest
+from lake_assets.core.layout import Layout
 from lake_assets.core.schema_log import SchemaLog
 
 S, L, D, B, I = T.StringType(), T.LongType(), T.DoubleType(), T.BooleanType(), T.IntegerType()

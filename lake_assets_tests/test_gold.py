@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from lake_assets.config import parse_config
-from lake_assets.core import gold, silver, tables
+from lake_assets.core import gold, layout, silver, tables
 from lake_assets.demo.data import land_demo_data
 from lake_assets.orchestration.bronze import bronze_asset
 from lake_assets.orchestration.resources import LakeResource
@@ -38,7 +38,7 @@ GOLD = """\
 
 def test_gold_partitions_are_replaced_and_rebuilds_are_whole(spark, tmp_path):
     lake = make_lake(tmp_path, SILVER, GOLD)
-    totals, overall = gold.table_uri(lake, "totals"), gold.table_uri(lake, "overall")
+    totals, overall = layout.gold_uri(lake.warehouse, "totals"), layout.gold_uri(lake.warehouse, "overall")
     land(lake, D1, "a.json", [{"id": "1", "seq": 1, "payload": {"v": "a", "n": 1}},
                               {"id": "2", "seq": 1, "payload": {"v": "a", "n": 2}}])
     land(lake, D2, "b.json", [{"id": "3", "seq": 1, "payload": {"v": "b", "n": 5}}])
@@ -104,7 +104,7 @@ def test_dagster_assets_materialize_with_metadata(embedded_spark, tmp_path):
 
     result = dg.materialize([overall], resources=resources, selection=[overall.key])
     assert result.success
-    assert rows(spark, gold.table_uri(lake, "overall"), ["events", "total"]) == [(1, 1)]
+    assert rows(spark, layout.gold_uri(lake.warehouse, "overall"), ["events", "total"]) == [(1, 1)]
 
 
 def test_dagster_fail_expectation_fails_the_run(embedded_spark, tmp_path):
@@ -119,7 +119,7 @@ def test_dagster_fail_expectation_fails_the_run(embedded_spark, tmp_path):
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
     assert "'has_id' (1 of 1 rows)" in failure.description
-    assert tables.schema_or_none(spark, silver.table_uri(lake, "events")) is None
+    assert tables.schema_or_none(spark, layout.silver_uri(lake.warehouse, "events")) is None
 
 
 def test_demo_config_runs_end_to_end(spark, tmp_path):
@@ -140,8 +140,8 @@ def test_demo_config_runs_end_to_end(spark, tmp_path):
     # 180 distinct events; the 2 re-sent per day from day 2 on are deduplicated.
     assert events.table_rows == 180
     assert events.expectations["has_device"]["failed"] == 0
-    device_ids = tables.read(spark, bronze.Layout(lake.warehouse, "telemetry").bronze).select("device.id").distinct()
+    device_ids = tables.read(spark, layout.Layout(lake.warehouse, "telemetry").bronze).select("device.id").distinct()
     assert devices.current_rows == device_ids.count() and devices.table_rows >= devices.current_rows
     assert stats.table_rows > 0
-    total = tables.read(spark, gold.table_uri(lake, "daily_device_stats")).groupBy().sum("events").first()[0]
+    total = tables.read(spark, layout.gold_uri(lake.warehouse, "daily_device_stats")).groupBy().sum("events").first()[0]
     assert total == 180

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from lake_assets.config import parse_config
-from lake_assets.core.bronze import Layout, ingest
+from lake_assets.core.bronze import ingest
+from lake_assets.core.layout import Layout
 from lake_assets.engine import spark_session
 
 MODES = ["addNewColumns", "rescue", "failOnNewColumns", "none"]

@@ -8,7 +8,8 @@ import pytest
 
 from lake_assets.config import load_config
 from lake_assets.core import quality
-from lake_assets.core.bronze import Layout, ingest
+from lake_assets.core.bronze import ingest
+from lake_assets.core.layout import Layout
 from lake_assets.core.promote import PromoteError, promote
 from lake_assets.core.schema_log import SchemaLog
 from lake_assets.engine import spark_session

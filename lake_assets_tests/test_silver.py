@@ -7,7 +7,7 @@ import pytest
 from deltalake import DeltaTable
 
 from lake_assets.config import parse_config
-from lake_assets.core import bronze, silver, tables
+from lake_assets.core import bronze, layout, silver, tables
 
 D1, D2, D3 = "2026-01-01", "2026-01-02", "2026-01-03"
 
@@ -64,7 +64,7 @@ UPSERT = """\
 
 def test_upsert_latest_wins_across_out_of_order_duplicates_and_replays(spark, tmp_path):
     lake = make_lake(tmp_path, UPSERT)
-    uri = silver.table_uri(lake, "events")
+    uri = layout.silver_uri(lake.warehouse, "events")
     # Day 1: id 1 arrives newest-first; id 2 comes twice with the same seq from two files (b.json wins the tie).
     land(lake, D1, "a.json", [{"id": "1", "seq": 12, "payload": {"v": "new"}},
                               {"id": "1", "seq": 10, "payload": {"v": "old"}},
@@ -105,7 +105,7 @@ def test_upsert_new_bronze_columns_flow_into_silver_with_star(spark, tmp_path):
     sequence_by: seq
     mode: upsert
 """)
-    uri = silver.table_uri(lake, "events")
+    uri = layout.silver_uri(lake.warehouse, "events")
     land(lake, D1, "a.json", [{"id": "1", "seq": 1, "payload": {"v": "a"}}])
     ingest(spark, lake, D1)
     run(spark, lake, "events", D1)
@@ -143,7 +143,7 @@ SCD2 = """\
 def test_scd2_history_out_of_order_deletes_and_replays(spark, tmp_path):
     # op and note are hinted: select needs them in bronze before any record carries them.
     lake = make_lake(tmp_path, SCD2, hints=HINTS)
-    uri = silver.table_uri(lake, "devices")
+    uri = layout.silver_uri(lake.warehouse, "devices")
     cols = ["device_id", "fw", "start_at", "end_at", "current"]
     # Day 1, out of order within the batch: d1 is fw 1 at 10 and 20 (no change), fw 2 at 30 and 40.
     land(lake, D1, "a.json", [{"device": "d1", "seq": 30, "fw": 2, "note": "x"},
@@ -199,7 +199,7 @@ def test_scd2_all_days_in_one_batch_equals_day_by_day(spark, tmp_path):
     ingest(spark, lake, D1, D2, D3)
     run(spark, lake, "devices", D1, D2, D3)
     expected = [("d1", 1, 10, 30, False), ("d1", 2, 30, 35, False), ("d1", 2, 40, None, True)]
-    assert rows(spark, silver.table_uri(lake, "devices"), ["device_id", "fw", "start_at", "end_at", "current"]) \
+    assert rows(spark, layout.silver_uri(lake.warehouse, "devices"), ["device_id", "fw", "start_at", "end_at", "current"]) \
         == expected
 
 
@@ -219,7 +219,7 @@ APPEND = """\
 
 def test_append_expectations_warn_drop_quarantine_and_rerun(spark, tmp_path):
     lake = make_lake(tmp_path, APPEND)
-    uri, quarantine = silver.table_uri(lake, "readings"), silver.quarantine_uri(lake, "readings")
+    uri, quarantine = layout.silver_uri(lake.warehouse, "readings"), layout.silver_quarantine_uri(lake.warehouse, "readings")
     land(lake, D1, "a.json", [{"id": "1", "seq": 1, "payload": {"v": "a", "n": 1}},
                               {"id": "2", "seq": 2, "payload": {"n": 2}},             # warn only
                               {"id": "3", "seq": 3, "payload": {"v": "c", "n": -1}},  # dropped
@@ -254,8 +254,8 @@ def test_fail_expectation_stops_before_anything_is_written(spark, tmp_path):
     with pytest.raises(silver.ExpectationFailed, match=r"'has_id' \(2 of 3 rows\)") as err:
         run(spark, lake, "readings", D1)
     assert err.value.failures == {"has_id": 2}
-    assert tables.schema_or_none(spark, silver.table_uri(lake, "readings")) is None
-    assert tables.schema_or_none(spark, silver.quarantine_uri(lake, "readings")) is None
+    assert tables.schema_or_none(spark, layout.silver_uri(lake.warehouse, "readings")) is None
+    assert tables.schema_or_none(spark, layout.silver_quarantine_uri(lake.warehouse, "readings")) is None
 
 
 def test_bad_select_names_the_silver_table(spark, tmp_path):

@@ -24,7 +24,7 @@ from lake_assets.core import archive, reader, tables
 from lake_assets.core.delta_meta import commits_of, table_version
 from lake_assets.core.discovery import list_days
 from lake_assets.core.faults import checkpoint
-from lake_assets.core.layout import AUDIT_COLUMNS, BRONZE_PARTITION, ROW_KEY, Layout  # noqa: F401 (re-exported)
+from lake_assets.core.layout import AUDIT_COLUMNS, BRONZE_PARTITION, ROW_KEY, Layout
 from lake_assets.core.ledger import (COMMITTED, FAILED, RELEASED, SKIPPED, Entry, Ledger, LedgerUnreadable, is_stale,
                                     this_owner)
 from lake_assets.core.partitions import landing_date
@@ -32,9 +32,8 @@ from lake_assets.core.schema import SchemaDiff, diff, evolve, merge_types, subsu
 from lake_assets.core.schema_log import SchemaLog
 from lake_assets.core.selection import Selection, partition_values
 from lake_assets.engine import is_embedded
-from lake_assets.errors import LakeError
+from lake_assets.errors import LakeError, is_commit_conflict
 
-PARTITION_COLUMN = BRONZE_PARTITION   # old name, kept until every importer uses core.layout
 QUARANTINE_SCHEMA = T.StructType([
     T.StructField("_source_file", T.StringType()), T.StructField("_line", T.LongType()),
     T.StructField("_record", T.LongType()), T.StructField("_raw", T.StringType()), T.StructField("_error", T.StringType()),
@@ -56,6 +55,9 @@ class NewColumnsError(IngestError):
             f"source {source!r}: {len(fields)} new field(s) not in the accepted schema "
             f"(schema_evolution_mode failOnNewColumns): {', '.join(fields)}. Nothing was written for this batch. "
             f"Run `lake schema accept {source}` to accept them; the same files then load.")
+
+    def facts(self) -> dict:
+        return {"new_fields": self.fields, "files": self.files[:50]}
 
 
 @dataclass
@@ -231,14 +233,14 @@ def lineage_entries(spark, layout: Layout, source: SourceConfig, listed: dict[st
             return []
         rows = tables.read(spark, table)
         if days is not None:
-            rows = rows.where(F.col(PARTITION_COLUMN).isin(days) & F.col("_source_file").isin(list(listed)))
-        return rows.groupBy("_source_file", "_batch_id", PARTITION_COLUMN).agg(F.count("*").alias("n"), *aggs).collect()
+            rows = rows.where(F.col(BRONZE_PARTITION).isin(days) & F.col("_source_file").isin(list(listed)))
+        return rows.groupBy("_source_file", "_batch_id", BRONZE_PARTITION).agg(F.count("*").alias("n"), *aggs).collect()
 
     found: dict[str, dict[str, list]] = {}   # uri -> batch -> [day, records, rescued, malformed]
     for r in per_batch(layout.bronze, F.count(reader.quoted(source.rescued_data_column)).alias("rescued")):
-        found.setdefault(r["_source_file"], {})[r["_batch_id"]] = [r[PARTITION_COLUMN], r["n"], r["rescued"], 0]
+        found.setdefault(r["_source_file"], {})[r["_batch_id"]] = [r[BRONZE_PARTITION], r["n"], r["rescued"], 0]
     for r in per_batch(layout.quarantine):
-        found.setdefault(r["_source_file"], {}).setdefault(r["_batch_id"], [r[PARTITION_COLUMN], 0, 0, 0])[3] = r["n"]
+        found.setdefault(r["_source_file"], {}).setdefault(r["_batch_id"], [r[BRONZE_PARTITION], 0, 0, 0])[3] = r["n"]
     now = dt.datetime.now(dt.timezone.utc)
     out = []
     for uri, by_batch in found.items():
@@ -360,7 +362,7 @@ def _load_files(spark, source: SourceConfig, layout: Layout, claimed: list[Plann
     table_schema = tables.schema_or_none(spark, layout.bronze)
     bronze_schema = bronze_table_schema(target, source.rescued_data_column)
     if table_schema is None or not subsumes(table_schema, bronze_schema):
-        tables.retry_conflicts(lambda: tables.add_columns(spark, layout.bronze, bronze_schema, PARTITION_COLUMN,
+        tables.retry_conflicts(lambda: tables.add_columns(spark, layout.bronze, bronze_schema, BRONZE_PARTITION,
                                                           f"{batch_id} schema"))
         table_schema = tables.schema_or_none(spark, layout.bronze)
         checkpoint("table_evolved", [f["uri"] for f in files])
@@ -382,14 +384,14 @@ def _load_files(spark, source: SourceConfig, layout: Layout, claimed: list[Plann
     result.write_modes.add(write_mode)
     uris = [f["uri"] for f in readable]
     days = sorted({f["day"] for f in readable} | {p.seen.landing_date for p in claimed if p.seen})
-    scope = (f"t.{PARTITION_COLUMN} IN ({', '.join(map(tables.sql_string, days))}) AND "
+    scope = (f"t.{BRONZE_PARTITION} IN ({', '.join(map(tables.sql_string, days))}) AND "
              f"t._source_file IN ({', '.join(map(tables.sql_string, uris))})")
     with_malformed = [f for f in readable if scans[f["uri"]]["malformed"] != "[]"]
     if uris and (with_malformed or not fresh):
         bad = reader.malformed_rows(spark, with_malformed, audit)
         _write(spark, bad, layout.quarantine, fresh, scope, batch_id, log, QUARANTINE_SCHEMA)
         if tables.duplicate_keys(spark, layout.quarantine, list(ROW_KEY), "_source_file",
-                                 where=F.col(PARTITION_COLUMN).isin(days) & (F.col("_batch_id") == batch_id)):
+                                 where=F.col(BRONZE_PARTITION).isin(days) & (F.col("_batch_id") == batch_id)):
             _undouble(spark, layout.quarantine, batch_id, scope, log)
         checkpoint("quarantine_written", [f["uri"] for f in files])
     if uris:
@@ -432,15 +434,15 @@ def _write(spark, df, uri: str, fresh: bool, scope: str, batch_id: str, log, cre
     looked for first: S3 can apply a PUT and still answer 500, and then the rows are in."""
     try:
         if fresh:
-            tables.retry_conflicts(lambda: tables.append(df, uri, partition_by=PARTITION_COLUMN, metadata=batch_id))
+            tables.retry_conflicts(lambda: tables.append(df, uri, partition_by=BRONZE_PARTITION, metadata=batch_id))
             return
         existing = tables.schema_or_none(spark, uri)
         if existing is None or not set(df.columns) <= set(existing.fieldNames()):  # also: a table from before _record
-            tables.add_columns(spark, uri, create_schema or df.schema, PARTITION_COLUMN, f"{batch_id} schema")
+            tables.add_columns(spark, uri, create_schema or df.schema, BRONZE_PARTITION, f"{batch_id} schema")
         tables.retry_conflicts(lambda: tables.replace_scope(spark, df, uri, keys=list(ROW_KEY), scope=scope,
                                                             metadata=batch_id))
     except Exception as exc:
-        if tables.is_commit_conflict(exc) or not (commits_of(uri, batch_id) or _has_batch(spark, uri, batch_id)):
+        if is_commit_conflict(exc) or not (commits_of(uri, batch_id) or _has_batch(spark, uri, batch_id)):
             raise
         log(f"{uri}: the write of batch {batch_id} failed ({str(exc).splitlines()[0][:200]}) but its commit "
             f"is in the table: the storage applied it; checking what landed")
@@ -464,7 +466,7 @@ def _undouble(spark, uri: str, batch_id: str, scope: str, log) -> None:
 def _batch_counts(spark, layout: Layout, source: SourceConfig, batch_id: str, days: list[str]) -> dict:
     rescued = source.rescued_data_column
     return {r["_source_file"]: r for r in (tables.read(spark, layout.bronze)
-                                           .where(F.col(PARTITION_COLUMN).isin(days) & (F.col("_batch_id") == batch_id))
+                                           .where(F.col(BRONZE_PARTITION).isin(days) & (F.col("_batch_id") == batch_id))
                                            .groupBy("_source_file")
                                            .agg(F.count("*").alias("records"), F.count(rescued).alias("rescued"))
                                            .collect())}
@@ -512,7 +514,7 @@ def bronze_table_schema(data: T.StructType, rescued_column: str) -> T.StructType
         T.StructField(rescued_column, T.StringType()), T.StructField("_source_file", T.StringType()),
         T.StructField("_line", T.LongType()), T.StructField("_record", T.LongType()),
         T.StructField("_ingested_at", T.TimestampType()),
-        T.StructField("_batch_id", T.StringType()), T.StructField(PARTITION_COLUMN, T.StringType()),
+        T.StructField("_batch_id", T.StringType()), T.StructField(BRONZE_PARTITION, T.StringType()),
     ])
 
 

@@ -1,4 +1,4 @@
-"""Table metadata the Spark Connect API does not expose on every engine (version, history),
+"""Table metadata the Spark Connect API does not expose on every engine (version, commit history),
 read with delta-rs. Metadata calls only: delta-rs data reads abort the process at exit (ENGINE.md)."""
 
 from __future__ import annotations
@@ -43,11 +43,6 @@ def _table(uri: str):
 def table_version(uri: str) -> int | None:
     table = _table(uri)
     return table.version() if table is not None else None
-
-
-def history(uri: str, limit: int | None = None) -> list[dict]:
-    table = _table(uri)
-    return table.history(limit) if table is not None else []
 
 
 def commits_of(uri: str, metadata: str, last: int = 100) -> list[int]:

@@ -11,11 +11,13 @@ import random
 import signal
 import time
 
+from lake_assets.errors import LakeError
+
 POINTS = ("listed", "claimed", "scanned", "schema_recorded", "table_evolved", "quarantine_written",
           "bronze_written", "committed")
 
 
-class InjectedFault(RuntimeError):
+class InjectedFault(LakeError, RuntimeError):
     """Raised at the point LAKE_FAIL_AT names."""
 
 

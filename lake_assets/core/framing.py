@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import orjson
 
+from lake_assets.errors import LakeError
+
 BOM = b"\xef\xbb\xbf"
 BAD = b"!"  # stands for a record in Framed.errors: parse_line rejects it, the quarantine shows the raw text
 _LONE_CR = re.compile(rb"\r(?!\n)")
@@ -252,7 +254,7 @@ def _line_by_line(data: bytes, framing: Framing) -> Framed:
 _INTEGER = re.compile(r"^-?\d+$")
 
 
-class _NotDynamo(ValueError):
+class _NotDynamo(LakeError, ValueError):
     pass
 
 

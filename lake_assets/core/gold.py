@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lake_assets import storage
 from lake_assets.config import LakeConfig, GoldConfig
-from lake_assets.core import silver, tables
+from lake_assets.core import tables
+from lake_assets.core.layout import GOLD_PARTITION, SILVER_PARTITION, gold_uri, silver_uri
 from lake_assets.errors import LakeError
-
-PARTITION_COLUMN = "_partition_date"
 
 
 class GoldError(LakeError, RuntimeError):
@@ -36,17 +34,13 @@ class GoldResult:
     schema: T.StructType | None = None
 
 
-def table_uri(lake: LakeConfig, name: str) -> str:
-    return storage.join(lake.warehouse, "gold", name)
-
-
 def run(spark, lake: LakeConfig, cfg: GoldConfig, days: list[str] | None = None,
         log: Callable[[str], None] = print) -> GoldResult:
     """Recompute gold/<cfg.name> for `days` (ignored and rebuilt whole when cfg.partitioned is false)."""
-    uri = table_uri(lake, cfg.name)
+    uri = gold_uri(lake.warehouse, cfg.name)
     sources = {}
     for name in cfg.source:
-        source_uri = silver.table_uri(lake, name)
+        source_uri = silver_uri(lake.warehouse, name)
         if tables.schema_or_none(spark, source_uri) is None:
             raise GoldError(f"gold {cfg.name!r}: silver/{name} has no table yet at {source_uri}; "
                             f"materialize silver/{name} first")
@@ -68,10 +62,10 @@ def run(spark, lake: LakeConfig, cfg: GoldConfig, days: list[str] | None = None,
         result = GoldResult(cfg.name, sorted(set(days)))
         for day in result.days:
             for name, df in sources.items():
-                df.where(F.col(silver.PARTITION_COLUMN) == day).createOrReplaceTempView(name)
-            out = _query(spark, cfg).withColumn(PARTITION_COLUMN, F.lit(day))
+                df.where(F.col(SILVER_PARTITION) == day).createOrReplaceTempView(name)
+            out = _query(spark, cfg).withColumn(GOLD_PARTITION, F.lit(day))
             result.rows_written[day] = out.count()
-            tables.retry_conflicts(lambda: tables.replace_partitions(spark, out, uri, PARTITION_COLUMN, [day],
+            tables.retry_conflicts(lambda: tables.replace_partitions(spark, out, uri, GOLD_PARTITION, [day],
                                                                      metadata=f"gold {cfg.name} {day}"))
 
     from lake_assets.core.delta_meta import table_version

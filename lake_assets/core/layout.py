@@ -24,6 +24,9 @@ AUDIT_COLUMNS = (SOURCE_FILE, LINE, RECORD, INGESTED_AT, BATCH_ID, LANDING_DATE)
 RAW = "_raw"
 ERROR = "_error"
 
+# The key of a rescued-data JSON object that names the row's file (as Auto Loader's does).
+RESCUED_FILE_PATH = "_file_path"
+
 BRONZE_PARTITION = LANDING_DATE
 SILVER_PARTITION = LANDING_DATE      # silver tables are partitioned like bronze
 GOLD_PARTITION = "_partition_date"   # the day a gold row summarises

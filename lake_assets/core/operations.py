@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import functions as F
 
+from lake_assets import storage
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import tables
-from lake_assets import storage
-from lake_assets.core.bronze import ROW_KEY, Layout, ingest, lineage_entries, list_landing, listing
+from lake_assets.core.bronze import ingest, lineage_entries, list_landing, listing
 from lake_assets.core.delta_meta import table_version
+from lake_assets.core.layout import BATCH_ID, LANDING_DATE, ROW_KEY, SOURCE_FILE, Layout
 from lake_assets.core.ledger import COMMITTED, RELEASED, Ledger, LedgerUnreadable, as_utc, is_stale, this_owner
 from lake_assets.core.schema_log import SchemaLog
 from lake_assets.errors import LakeError
@@ -115,7 +116,7 @@ def validate(spark, lake: LakeConfig, source: SourceConfig) -> Problems:
     by_file, quarantined = _counts(spark, layout.bronze), _counts(spark, layout.quarantine)
     for table in (layout.bronze, layout.quarantine):
         # copies within one batch (rows of other batches are unknown_batch_rows)
-        for uri, extra in tables.duplicate_keys(spark, table, [*ROW_KEY, "_batch_id"], "_source_file").items():
+        for uri, extra in tables.duplicate_keys(spark, table, [*ROW_KEY, BATCH_ID], SOURCE_FILE).items():
             problems.duplicate_rows[uri] = problems.duplicate_rows.get(uri, 0) + extra
     for uri, e in entries.items():
         batches, bad = by_file.get(uri, {}), quarantined.get(uri, {})
@@ -137,8 +138,8 @@ def _counts(spark, uri: str) -> dict[str, dict[str, int]]:
     """{source file: {batch id: rows}} of a bronze or quarantine table."""
     out: dict[str, dict[str, int]] = {}
     if tables.schema_or_none(spark, uri) is not None:
-        for r in tables.read(spark, uri).groupBy("_source_file", "_batch_id").count().collect():
-            out.setdefault(r["_source_file"], {})[r["_batch_id"]] = r["count"]
+        for r in tables.read(spark, uri).groupBy(SOURCE_FILE, BATCH_ID).count().collect():
+            out.setdefault(r[SOURCE_FILE], {})[r[BATCH_ID]] = r["count"]
     return out
 
 
@@ -147,10 +148,10 @@ def repair(spark, lake: LakeConfig, source: SourceConfig, log=print) -> Problems
     layout = Layout(lake.warehouse, source.name)
     found = problems = validate(spark, lake, source)
     if found.duplicate_rows:
-        scope = f"t._source_file IN ({', '.join(map(tables.sql_string, found.duplicate_rows))})"
+        scope = f"t.{SOURCE_FILE} IN ({', '.join(map(tables.sql_string, found.duplicate_rows))})"
         for table in (layout.bronze, layout.quarantine):
             if tables.schema_or_none(spark, table) is not None:
-                tables.retry_conflicts(lambda: tables.dedupe(spark, table, keys=[*ROW_KEY, "_batch_id"],
+                tables.retry_conflicts(lambda: tables.dedupe(spark, table, keys=[*ROW_KEY, BATCH_ID],
                                                                   scope=scope))
         log(f"removed {sum(found.duplicate_rows.values())} duplicate row(s) of {len(found.duplicate_rows)} file(s)")
         problems = validate(spark, lake, source)
@@ -164,8 +165,8 @@ def repair(spark, lake: LakeConfig, source: SourceConfig, log=print) -> Problems
         for table in (layout.bronze, layout.quarantine):
             if tables.schema_or_none(spark, table) is not None:
                 tables.retry_conflicts(lambda: spark.sql(
-                    f"DELETE FROM {tables.ref(table)} WHERE _source_file = {tables.sql_string(uri)} "
-                    f"AND _batch_id <> {tables.sql_string(keep)}"))
+                    f"DELETE FROM {tables.ref(table)} WHERE {SOURCE_FILE} = {tables.sql_string(uri)} "
+                    f"AND {BATCH_ID} <> {tables.sql_string(keep)}"))
         log(f"deleted {problems.unknown_batch_rows[uri]} row(s) of stale batches for {uri}")
     if problems.unknown_files:
         _register_unknown_files(spark, lake, source, layout, ledger, problems.unknown_files, log)
@@ -211,20 +212,20 @@ def _register_unknown_files(spark, lake, source, layout: Layout, ledger: Ledger,
     """Rows from files the ledger lacks: a file still in the landing is registered as released (so
     its next load replaces its rows); a file gone from the landing is adopted as committed (its rows
     are the only copy left)."""
-    rows = (tables.read(spark, layout.bronze).where(F.col("_source_file").isin(list(files)))
-            .groupBy("_source_file", "_landing_date", "_batch_id").count().collect())
-    days = {r["_landing_date"] for r in rows}
+    rows = (tables.read(spark, layout.bronze).where(F.col(SOURCE_FILE).isin(list(files)))
+            .groupBy(SOURCE_FILE, LANDING_DATE, BATCH_ID).count().collect())
+    days = {r[LANDING_DATE] for r in rows}
     listed = {f.uri: (f, day) for f, day in list_landing(lake, source, days)}
     batch = f"repair-{uuid.uuid4()}"
     present = [u for u in files if u in listed]
-    gone = {r["_source_file"]: r for r in rows if r["_source_file"] not in listed}
+    gone = {r[SOURCE_FILE]: r for r in rows if r[SOURCE_FILE] not in listed}
     ledger.claim(batch, this_owner(), [(listed[u][0], listed[u][1], None) for u in present]
-                 + [(FileInfo(u, 0, "gone", dt.datetime.now(dt.timezone.utc)), r["_landing_date"], None)
+                 + [(FileInfo(u, 0, "gone", dt.datetime.now(dt.timezone.utc)), r[LANDING_DATE], None)
                     for u, r in gone.items()])
     outcomes = {u: {"status": RELEASED, "error": "registered by repair"} for u in present}
     ledger.finish(batch, outcomes)
     for uri, r in gone.items():
-        ledger.adopt(batch, uri, r["_batch_id"], files[uri])
+        ledger.adopt(batch, uri, r[BATCH_ID], files[uri])
     log(f"registered {len(present)} unknown file(s) for reload; adopted {len(gone)} file(s) no longer in the landing")
 
 

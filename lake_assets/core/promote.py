@@ -15,15 +15,16 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import tables
-from lake_assets.core.bronze import AUDIT_COLUMNS, PARTITION_COLUMN, Layout, bronze_table_schema
+from lake_assets.core.bronze import bronze_table_schema
+from lake_assets.core.layout import AUDIT_COLUMNS, BRONZE_PARTITION, LINE, RESCUED_FILE_PATH, ROW_KEY, Layout
 from lake_assets.core.records import Fitter
 from lake_assets.core.schema import Inferrer, apply_hints, drop_unknown, parse_type
 from lake_assets.core.schema_log import SchemaLog
 from lake_assets.core.typed_rows import arrow_value, declared_schema
 from lake_assets.errors import LakeError
 
-_MOVED_KEYS = [T.StructField(PARTITION_COLUMN, T.StringType()), T.StructField("_source_file", T.StringType()),
-               T.StructField("_line", T.LongType()), T.StructField("new_rescued", T.StringType())]
+_MOVED_KEYS = [*(T.StructField(k, T.LongType() if k == LINE else T.StringType()) for k in ROW_KEY),
+               T.StructField("new_rescued", T.StringType())]
 
 
 class PromoteError(LakeError, ValueError):
@@ -81,11 +82,33 @@ def promote(spark, lake: LakeConfig, source: SourceConfig, path: str, type_ddl: 
     rescued = source.rescued_data_column
     if parts[0] in AUDIT_COLUMNS or parts[0] == rescued:
         raise PromoteError(f"{path!r} is an audit column name and cannot become a data column")
-    table = tables.read(spark, layout.bronze)
     key = json.dumps(path)
-    candidates = table.where(F.col(rescued).contains(key + ":"))
+    candidates = tables.read(spark, layout.bronze).where(F.col(rescued).contains(key + ":"))
+    wanted = _wanted_type(spark, schema_log, current.schema, parts, type_ddl, candidates, rescued)
 
-    existing = _field_type(current.schema, parts)
+    # 1. Schema: log it and accept this one change (other drift stays for the drift check to report).
+    new_schema = apply_hints(current.schema, [(parts, wanted)])
+    version = schema_log.record(new_schema, f"promoted {path} {wanted.simpleString()}", [])
+    if version is None:
+        raise PromoteError("the schema log changed at the same time; run the command again")
+    accepted = schema_log.accepted() or schema_log.versions()[0]
+    schema_log.accept_change(apply_hints(accepted.schema, [(parts, wanted)]), f"promoted {path}")
+    tables.add_columns(spark, layout.bronze, bronze_table_schema(new_schema, rescued), BRONZE_PARTITION,
+                       f"promote {path}")
+
+    # 2. Values, in one MERGE.
+    count = _move_values(spark, layout.bronze, candidates, parts, wanted, rescued)
+    left = tables.read(spark, layout.bronze).where(F.col(rescued).contains(key + ":")).count()
+    log(f"promoted {path} as {wanted.simpleString()} (schema version {version.version}): moved {count} value(s) "
+        f"out of {rescued}" + (f"; {left} row(s) keep values that do not fit" if left else ""))
+    return Promotion(path, wanted.simpleString(), version.version, count, left)
+
+
+def _wanted_type(spark, schema_log: SchemaLog, schema: T.StructType, parts: list[str], type_ddl: str | None,
+                 candidates, rescued: str) -> T.DataType:
+    """The new column's type: the one a crashed earlier promotion added, else --type, else inferred."""
+    path = ".".join(parts)
+    existing = _field_type(schema, parts)
     # A column this command added earlier is finished again (a rerun after a crash moves what is left);
     # any other existing column is refused.
     resumed = existing is not None and any(v.reason.startswith(f"promoted {path} ") for v in schema_log.versions())
@@ -95,22 +118,16 @@ def promote(spark, lake: LakeConfig, source: SourceConfig, path: str, type_ddl: 
                            f"changes in place)")
     wanted = existing if resumed else parse_type(type_ddl) if type_ddl else _infer_from_rescued(spark, candidates,
                                                                                                  rescued, path)
-    parent = _field_type(current.schema, parts[:-1]) if len(parts) > 1 else current.schema
+    parent = _field_type(schema, parts[:-1]) if len(parts) > 1 else schema
     if parent is not None and not isinstance(parent, T.StructType):
         raise PromoteError(f"{'.'.join(parts[:-1])} is not a struct")
+    return wanted
 
-    # 1. Schema: log it and accept this one change (other drift stays for the drift check to report).
-    new_schema = apply_hints(current.schema, [(parts, wanted)])
-    version = schema_log.record(new_schema, f"promoted {path} {wanted.simpleString()}", [])
-    if version is None:
-        raise PromoteError("the schema log changed at the same time; run the command again")
-    accepted = schema_log.accepted() or schema_log.versions()[0]
-    schema_log.accept_change(apply_hints(accepted.schema, [(parts, wanted)]), f"promoted {path}")
-    tables.add_columns(spark, layout.bronze, bronze_table_schema(new_schema, rescued), PARTITION_COLUMN,
-                       f"promote {path}")
 
-    # 2. Values: fit each rescued value to the type exactly as ingestion would; move those that fit,
-    # typed in Python as lake_typed does (the engine's from_json would round some doubles).
+def _move_values(spark, bronze: str, candidates, parts: list[str], wanted: T.DataType, rescued: str) -> int:
+    """Fit each rescued value to the type exactly as ingestion would and move those that fit, typed in
+    Python as lake_typed does (the engine's from_json would round some doubles). Returns the rows moved."""
+    path = ".".join(parts)
     fitter = Fitter(T.StructType([T.StructField("v", wanted)]))
     moved_schema = T.StructType(_MOVED_KEYS + [T.StructField("value", declared_schema(wanted))])
     arrow_schema = to_arrow_schema(moved_schema)
@@ -127,25 +144,22 @@ def promote(spark, lake: LakeConfig, source: SourceConfig, path: str, type_ddl: 
                 if left:
                     continue  # still does not fit: it stays rescued, never lost
                 del doc[path]
-                remaining = {k: v for k, v in doc.items() if k != "_file_path"}
-                for name, value in ((PARTITION_COLUMN, row[PARTITION_COLUMN]), ("_source_file", row["_source_file"]),
-                                    ("_line", row["_line"]), ("new_rescued", orjson.dumps(doc).decode() if remaining else None),
-                                    ("value", arrow_value(clean.get("v"), value_type))):
-                    out[name].append(value)
+                remaining = {k: v for k, v in doc.items() if k != RESCUED_FILE_PATH}
+                for name in ROW_KEY:
+                    out[name].append(row[name])
+                out["new_rescued"].append(orjson.dumps(doc).decode() if remaining else None)
+                out["value"].append(arrow_value(clean.get("v"), value_type))
             yield pa.RecordBatch.from_pydict(out, schema=arrow_schema)
 
-    keys = [PARTITION_COLUMN, "_source_file", "_line"]
+    keys = list(ROW_KEY)
     moved = candidates.select(rescued, *keys).mapInArrow(move, moved_schema)
     value = F.col("value").cast(wanted)
-    table = tables.read(spark, layout.bronze)
+    table = tables.read(spark, bronze)
     updated = table.join(moved, keys).withColumn(rescued, F.col("new_rescued"))
     column = value if len(parts) == 1 else F.col(parts[0]).withField(".".join(parts[1:]), value)
     updated = updated.withColumn(parts[0], column).drop("new_rescued", "value").select(*table.columns)
     count = updated.count()
     if count:
-        tables.retry_conflicts(lambda: tables.replace_rows(spark, updated, layout.bronze, keys=keys, scope="false",
+        tables.retry_conflicts(lambda: tables.replace_rows(spark, updated, bronze, keys=keys, scope="false",
                                                            metadata=f"promote {path}"))
-    left = tables.read(spark, layout.bronze).where(F.col(rescued).contains(key + ":")).count()
-    log(f"promoted {path} as {wanted.simpleString()} (schema version {version.version}): moved {count} value(s) "
-        f"out of {rescued}" + (f"; {left} row(s) keep values that do not fit" if left else ""))
-    return Promotion(path, wanted.simpleString(), version.version, count, left)
+    return count

@@ -13,7 +13,7 @@ from pyspark.sql import types as T
 
 from lake_assets.config import ChecksConfig, LakeConfig, SourceConfig
 from lake_assets.core import tables
-from lake_assets.core.bronze import AUDIT_COLUMNS, PARTITION_COLUMN, Layout
+from lake_assets.core.layout import AUDIT_COLUMNS, BRONZE_PARTITION, LINE, RESCUED_FILE_PATH, SOURCE_FILE, Layout
 from lake_assets.core.ledger import COMMITTED, FAILED, Entry, Ledger
 from lake_assets.core.schema import SchemaDiff, diff
 from lake_assets.core.schema_log import SchemaLog, SchemaVersion
@@ -128,23 +128,23 @@ def rescued_by_day(spark, layout: Layout, rescued_column: str, days: list[str], 
     schema = tables.schema_or_none(spark, layout.bronze)
     if schema is None or not days:
         return {d: Rescued() for d in days}
-    df = tables.read(spark, layout.bronze).where(F.col(PARTITION_COLUMN).isin(days))
-    totals = {r[0]: (r[1], r[2]) for r in df.groupBy(PARTITION_COLUMN).agg(
+    df = tables.read(spark, layout.bronze).where(F.col(BRONZE_PARTITION).isin(days))
+    totals = {r[0]: (r[1], r[2]) for r in df.groupBy(BRONZE_PARTITION).agg(
         F.count("*"), F.count(rescued_column)).collect()}
     keys = F.map_keys(F.from_json(rescued_column, T.MapType(T.StringType(), T.StringType())))
     paths = (df.where(F.col(rescued_column).isNotNull())
-             .select(PARTITION_COLUMN, "_source_file", "_line", F.explode(keys).alias("raw"))
-             .where("raw <> '_file_path'")
-             .select(PARTITION_COLUMN, "_source_file", "_line",
+             .select(BRONZE_PARTITION, SOURCE_FILE, LINE, F.explode(keys).alias("raw"))
+             .where(F.col("raw") != RESCUED_FILE_PATH)
+             .select(BRONZE_PARTITION, SOURCE_FILE, LINE,
                      F.regexp_replace("raw", r"\[\d+\]", "[]").alias("path")).distinct())
-    counted = paths.groupBy(PARTITION_COLUMN, "path").count().collect()
+    counted = paths.groupBy(BRONZE_PARTITION, "path").count().collect()
     data = T.StructType([f for f in schema.fields if f.name not in (*AUDIT_COLUMNS, rescued_column)])
     kind = {r["path"]: classify(r["path"], data, rescued_column) for r in counted}
     per_class_rows: dict[tuple[str, str], int] = {}
     if kind:
         kinds = spark.createDataFrame(list(kind.items()), "path string, kind string")
-        for r in (paths.join(F.broadcast(kinds), "path").select(PARTITION_COLUMN, "_source_file", "_line", "kind")
-                  .distinct().groupBy(PARTITION_COLUMN, "kind").count().collect()):
+        for r in (paths.join(F.broadcast(kinds), "path").select(BRONZE_PARTITION, SOURCE_FILE, LINE, "kind")
+                  .distinct().groupBy(BRONZE_PARTITION, "kind").count().collect()):
             per_class_rows[(r[0], r["kind"])] = r["count"]
     out = {}
     for day in days:

@@ -19,6 +19,7 @@ import orjson
 from pyspark.sql import types as T
 
 from lake_assets.core.schema import is_empty
+from lake_assets.errors import LakeError
 
 _INT_RANGES = {T.ByteType: 2**7, T.ShortType: 2**15, T.IntegerType: 2**31, T.LongType: 2**63}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -30,7 +31,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_NESTING = 32
 
 
-class Malformed(ValueError):
+class Malformed(LakeError, ValueError):
     """A line that is not a JSON object."""
 
 

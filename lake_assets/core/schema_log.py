@@ -12,6 +12,11 @@ from pyspark.sql import types as T
 
 from lake_assets import storage
 from lake_assets.core.schema import diff
+from lake_assets.errors import LakeError
+
+
+class SchemaLogError(LakeError, LookupError):
+    """Nothing to accept yet, or the log changed under an accept."""
 
 
 @dataclass(frozen=True)
@@ -87,10 +92,10 @@ class SchemaLog:
     def accept_pending(self) -> SchemaVersion:
         pending = self.pending()
         if pending is None:
-            raise LookupError("no pending schema to accept")
+            raise SchemaLogError("no pending schema to accept")
         version = self.record(pending.schema, "accepted: " + pending.reason.removeprefix("pending: "), pending.files)
         if version is None:
-            raise RuntimeError("the schema log changed while accepting; run the command again")
+            raise SchemaLogError("the schema log changed while accepting; run the command again")
         storage.delete(self._pending_uri)
         return version
 
@@ -110,7 +115,7 @@ class SchemaLog:
             self.accept_pending()
         current = self.current()
         if current is None:
-            raise LookupError("no schema yet: nothing has been ingested")
+            raise SchemaLogError("no schema yet: nothing has been ingested")
         storage.write_bytes(self._accepted_uri, current.to_json())
         return current
 
@@ -119,7 +124,7 @@ class SchemaLog:
         at the current version, leaving any other drift unaccepted."""
         current = self.current()
         if current is None:
-            raise LookupError("no schema yet: nothing has been ingested")
+            raise SchemaLogError("no schema yet: nothing has been ingested")
         doc = SchemaVersion(current.version, schema, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                             reason)
         storage.write_bytes(self._accepted_uri, doc.to_json())

@@ -24,13 +24,13 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lake_assets import storage
 from lake_assets.config import LakeConfig, SilverConfig
-from lake_assets.core import bronze, tables
+from lake_assets.core import tables
+from lake_assets.core.layout import (AUDIT_COLUMNS, BRONZE_PARTITION, LINE, SILVER_PARTITION, SOURCE_FILE, Layout,
+                                    silver_quarantine_uri, silver_uri)
 from lake_assets.errors import LakeError
 
-PARTITION_COLUMN = bronze.PARTITION_COLUMN  # silver tables are partitioned like bronze: by landing date
-LINEAGE = (PARTITION_COLUMN, "_source_file", "_line")  # kept on every silver row; also the tie-break
+LINEAGE = (SILVER_PARTITION, SOURCE_FILE, LINE)  # kept on every silver row; also the tie-break
 FAILED_COLUMN = "_failed_expectations"
 
 
@@ -46,6 +46,9 @@ class ExpectationFailed(SilverError):
         listed = ", ".join(f"{name!r} ({count} of {rows} rows)" for name, count in failures.items())
         super().__init__(f"silver {silver!r}: expectation(s) with on_violation fail violated: {listed}. "
                          f"Nothing was written.")
+
+    def facts(self) -> dict:
+        return {"failed": self.failures}
 
 
 @dataclass
@@ -65,14 +68,6 @@ class SilverResult:
     schema: T.StructType | None = None
 
 
-def table_uri(lake: LakeConfig, name: str) -> str:
-    return storage.join(lake.warehouse, "silver", name)
-
-
-def quarantine_uri(lake: LakeConfig, name: str) -> str:
-    return storage.join(lake.warehouse, "silver", f"{name}__quarantine")
-
-
 def q(name: str) -> str:
     return f"`{name}`"
 
@@ -82,48 +77,58 @@ def run(spark, lake: LakeConfig, cfg: SilverConfig, days: list[str] | None = Non
     """Process the bronze rows landed on `days` (YYYY-MM-DD; None = every day) into silver/<cfg.name>."""
     if cfg.delete_when and cfg.mode != "scd2":
         raise SilverError(f"silver {cfg.name!r}: delete_when is supported with mode scd2 only (mode is {cfg.mode})")
-    bronze_uri = bronze.Layout(lake.warehouse, cfg.source).bronze
+    bronze_uri = Layout(lake.warehouse, cfg.source).bronze
     if tables.schema_or_none(spark, bronze_uri) is None:
         raise SilverError(f"silver {cfg.name!r}: bronze/{cfg.source} has no table yet at {bronze_uri}; "
                           f"materialize bronze/{cfg.source} first")
     rows = tables.read(spark, bronze_uri)
     if days is None:
-        days = sorted(r[0] for r in rows.select(PARTITION_COLUMN).distinct().collect())
+        days = sorted(r[0] for r in rows.select(BRONZE_PARTITION).distinct().collect())
     days = sorted(set(days))
     result = SilverResult(cfg.name, cfg.mode, days)
-    batch = _project(rows.where(F.col(PARTITION_COLUMN).isin(days)), cfg, bronze_uri)
+    batch = _project(rows.where(F.col(BRONZE_PARTITION).isin(days)), cfg, bronze_uri)
 
     kept, quarantined = _apply_expectations(batch, cfg, result)  # raises before any write on `fail`
-    uri = table_uri(lake, cfg.name)
+    uri = silver_uri(lake.warehouse, cfg.name)
+    _write(spark, lake, cfg, kept, quarantined, uri, result)
+    _table_facts(spark, uri, cfg, result)
+    log(f"silver {cfg.name} ({cfg.mode}) {len(days)} day(s): {result.rows_read} bronze row(s) read, "
+        f"{result.rows_written} written, {result.rows_dropped} dropped, {result.rows_quarantined} quarantined; "
+        f"table has {result.table_rows} row(s)")
+    return result
+
+
+def _write(spark, lake: LakeConfig, cfg: SilverConfig, kept: DataFrame, quarantined: DataFrame, uri: str,
+           result: SilverResult) -> None:
+    days = result.days
     metadata = f"silver {cfg.name} {days[0]}..{days[-1]}" if days else None
-    if result.rows_quarantined or tables.schema_or_none(spark, quarantine_uri(lake, cfg.name)) is not None:
+    quarantine = silver_quarantine_uri(lake.warehouse, cfg.name)
+    if result.rows_quarantined or tables.schema_or_none(spark, quarantine) is not None:
         # Replacing the days' quarantine rows keeps reruns idempotent (and clears rows that now pass).
-        tables.retry_conflicts(lambda: tables.replace_partitions(
-            spark, quarantined, quarantine_uri(lake, cfg.name), PARTITION_COLUMN, days, metadata=metadata))
+        tables.retry_conflicts(lambda: tables.replace_partitions(spark, quarantined, quarantine, SILVER_PARTITION,
+                                                                 days, metadata=metadata))
     if cfg.mode == "append":
         result.rows_written = result.rows_read - result.rows_dropped - result.rows_quarantined
-        tables.retry_conflicts(lambda: tables.replace_partitions(spark, kept, uri, PARTITION_COLUMN, days,
+        tables.retry_conflicts(lambda: tables.replace_partitions(spark, kept, uri, SILVER_PARTITION, days,
                                                                  metadata=metadata))
     elif cfg.mode == "upsert":
         _upsert(spark, kept, uri, cfg, result)
     else:
         _scd2(spark, kept, uri, cfg, result, lake)
 
+
+def _table_facts(spark, uri: str, cfg: SilverConfig, result: SilverResult) -> None:
     from lake_assets.core.delta_meta import table_version
 
     table = tables.read(spark, uri)
     result.table_rows = table.count()
-    counted = {r[0]: r[1] for r in table.where(F.col(PARTITION_COLUMN).isin(days)).groupBy(PARTITION_COLUMN).count()
-               .collect()}
-    result.day_rows = {day: counted.get(day, 0) for day in days}
+    counted = {r[0]: r[1] for r in table.where(F.col(SILVER_PARTITION).isin(result.days))
+               .groupBy(SILVER_PARTITION).count().collect()}
+    result.day_rows = {day: counted.get(day, 0) for day in result.days}
     if cfg.mode == "scd2":
         result.current_rows = table.where(F.col(q(cfg.is_current_column))).count()
     result.schema = table.schema
     result.table_version = table_version(uri)
-    log(f"silver {cfg.name} ({cfg.mode}) {len(days)} day(s): {result.rows_read} bronze row(s) read, "
-        f"{result.rows_written} written, {result.rows_dropped} dropped, {result.rows_quarantined} quarantined; "
-        f"table has {result.table_rows} row(s)")
-    return result
 
 
 def _project(rows: DataFrame, cfg: SilverConfig, bronze_uri: str) -> DataFrame:
@@ -187,8 +192,8 @@ def _apply_expectations(batch: DataFrame, cfg: SilverConfig, result: SilverResul
 
 def _order(cfg: SilverConfig, prefix: str = "") -> list:
     """Latest first: sequence_by, then the deterministic tie-break (_source_file, _line)."""
-    return [F.col(prefix + q(cfg.sequence_by)).desc_nulls_last(), F.col(prefix + "_source_file").desc_nulls_last(),
-            F.col(prefix + "_line").desc_nulls_last()]
+    return [F.col(prefix + q(cfg.sequence_by)).desc_nulls_last(), F.col(prefix + SOURCE_FILE).desc_nulls_last(),
+            F.col(prefix + LINE).desc_nulls_last()]
 
 
 def _on(keys: list[str], extra: list[str] = ()) -> str:
@@ -212,7 +217,7 @@ def _upsert(spark, kept: DataFrame, uri: str, cfg: SilverConfig, result: SilverR
               .where("__rn = 1").drop("__rn"))
     result.rows_written = latest.count()
     if tables.schema_or_none(spark, uri) is None:
-        tables.add_columns(spark, uri, latest.schema, partition_by=PARTITION_COLUMN)
+        tables.add_columns(spark, uri, latest.schema, partition_by=SILVER_PARTITION)
     seq = q(cfg.sequence_by)
     # Only a strictly newer sequence_by updates: replays, re-sent duplicates (even from a later file) and
     # late records change nothing, so a stored row never moves to another landing date without a real change.
@@ -225,7 +230,7 @@ def _upsert(spark, kept: DataFrame, uri: str, cfg: SilverConfig, result: SilverR
 def _tracked(cfg: SilverConfig, columns: list[str], lake: LakeConfig) -> list[str]:
     # Bronze bookkeeping (which batch, when ingested, rescued blob) never makes a new version by default.
     source = lake.source(cfg.source)
-    untracked = {*cfg.keys, cfg.sequence_by, *LINEAGE, *bronze.AUDIT_COLUMNS, source.rescued_data_column,
+    untracked = {*cfg.keys, cfg.sequence_by, *LINEAGE, *AUDIT_COLUMNS, source.rescued_data_column,
                  *(cfg.track_history_except_columns or [])}
     tracked = cfg.track_history_columns or [c for c in columns if c not in untracked]
     unknown = [c for c in tracked if c not in columns]
@@ -236,7 +241,6 @@ def _tracked(cfg: SilverConfig, columns: list[str], lake: LakeConfig) -> list[st
 
 
 def _scd2(spark, kept: DataFrame, uri: str, cfg: SilverConfig, result: SilverResult, lake: LakeConfig) -> None:
-    keys, seq = cfg.keys, cfg.sequence_by
     vf, vt, cur = cfg.valid_from_column, cfg.valid_to_column, cfg.is_current_column
     clash = [c for c in (vf, vt, cur) if c in kept.columns]
     if clash:
@@ -247,25 +251,25 @@ def _scd2(spark, kept: DataFrame, uri: str, cfg: SilverConfig, result: SilverRes
     events = kept.withColumn("__del", deleted).withColumn("__src", F.lit(1))
     result.rows_written = kept.count()
 
-    target = tables.schema_or_none(spark, uri)
-    if target is None:
-        seq_type = kept.schema[seq].dataType
+    if tables.schema_or_none(spark, uri) is None:
+        seq_type = kept.schema[cfg.sequence_by].dataType
         tables.add_columns(spark, uri, T.StructType([*kept.schema.fields, T.StructField(vf, seq_type),
                                                      T.StructField(vt, seq_type), T.StructField(cur, T.BooleanType())]),
-                           partition_by=PARTITION_COLUMN)
-        target = tables.schema_or_none(spark, uri)
-    stored = tables.read(spark, uri).alias("t")
+                           partition_by=SILVER_PARTITION)
     # Only the keys this batch touches are recomputed.
-    key_match = None
-    for k in keys:
-        cond = F.col(f"t.{q(k)}").eqNullSafe(F.col(f"b.{q(k)}"))
-        key_match = cond if key_match is None else key_match & cond
-    stored = stored.join(events.select(*[q(k) for k in keys]).distinct().alias("b"), key_match, "left_semi")
+    stored = tables.read(spark, uri).alias("t").join(events.select(*[q(k) for k in cfg.keys]).distinct().alias("b"),
+                                                     _key_match(cfg.keys, "t", "b"), "left_semi")
+    history = _history(_events(events, stored, cfg), cfg, tracked)
+    _apply_history(spark, uri, stored, history, cfg)
 
+
+def _events(events: DataFrame, stored: DataFrame, cfg: SilverConfig) -> DataFrame:
+    """The batch's events plus the stored history as events, one per (key, sequence)."""
+    keys, seq = cfg.keys, cfg.sequence_by
+    vf, vt, cur = cfg.valid_from_column, cfg.valid_to_column, cfg.is_current_column
     # Stored history back into events: each version is the record that started it (seq = valid_from),
     # and a closed version with no successor at its valid_to was ended by a delete at that point.
-    by_key = Window.partitionBy(*[q(k) for k in keys])
-    successor = F.lead(q(vf)).over(by_key.orderBy(F.col(q(vf)).asc_nulls_first()))
+    successor = F.lead(q(vf)).over(Window.partitionBy(*[q(k) for k in keys]).orderBy(F.col(q(vf)).asc_nulls_first()))
     with_next = stored.withColumn("__next", successor)
     stored_versions = stored.drop(vf, vt, cur).withColumn("__del", F.lit(False)).withColumn("__src", F.lit(0))
     tombstones = (with_next.where(F.col(q(vt)).isNotNull() & ~F.col("__next").eqNullSafe(F.col(q(vt))))
@@ -275,15 +279,20 @@ def _scd2(spark, kept: DataFrame, uri: str, cfg: SilverConfig, result: SilverRes
                   .unionByName(tombstones, allowMissingColumns=True))
     # One event per (key, sequence): what is stored wins (a replay or a re-sent duplicate changes nothing),
     # then, within the batch, the tie-break (_source_file, _line) desc.
-    all_events = (all_events.withColumn("__rn", F.row_number().over(
+    return (all_events.withColumn("__rn", F.row_number().over(
         Window.partitionBy(*[q(k) for k in keys], q(seq)).orderBy(
-            F.col("__src").asc(), F.col("_source_file").desc_nulls_last(), F.col("_line").desc_nulls_last())))
+            F.col("__src").asc(), F.col(SOURCE_FILE).desc_nulls_last(), F.col(LINE).desc_nulls_last())))
         .where("__rn = 1").drop("__rn"))
 
+
+def _history(all_events: DataFrame, cfg: SilverConfig, tracked: list[str]) -> DataFrame:
+    """The recomputed history rows of the events' keys."""
+    seq, vf, vt, cur = cfg.sequence_by, cfg.valid_from_column, cfg.valid_to_column, cfg.is_current_column
+    by_key = Window.partitionBy(*[q(k) for k in cfg.keys])
     # In sequence order per key, an event matters when it starts a version (first, after a delete, or a
     # tracked column changed) or is a delete that ends a live version.
-    in_order = by_key.orderBy(F.col(q(seq)).asc_nulls_first(), F.col("_source_file").asc_nulls_first(),
-                              F.col("_line").asc_nulls_first())
+    in_order = by_key.orderBy(F.col(q(seq)).asc_nulls_first(), F.col(SOURCE_FILE).asc_nulls_first(),
+                              F.col(LINE).asc_nulls_first())
     prev_del = F.lag("__del").over(in_order)
     changed = F.lit(False)
     for c in tracked:
@@ -292,17 +301,20 @@ def _scd2(spark, kept: DataFrame, uri: str, cfg: SilverConfig, result: SilverRes
         prev_del.isNull() | prev_del | changed)
     kept_events = all_events.withColumn("__keep", starts).where("__keep").drop("__keep")
     ends = F.lead(q(seq)).over(by_key.orderBy(F.col(q(seq)).asc_nulls_first()))
-    history = (kept_events.withColumn(vt, ends).where(~F.col("__del"))
-               .withColumn(vf, F.col(q(seq))).withColumn(cur, F.col(q(vt)).isNull())
-               .drop("__del", "__src"))
+    return (kept_events.withColumn(vt, ends).where(~F.col("__del"))
+            .withColumn(vf, F.col(q(seq))).withColumn(cur, F.col(q(vt)).isNull())
+            .drop("__del", "__src"))
 
-    # Apply the difference: versions no longer in the recomputed history are deleted, the rest upserted.
-    gone = stored.alias("t").join(history.alias("h"), _join_on(keys + [vf]), "left_anti") \
+
+def _apply_history(spark, uri: str, stored: DataFrame, history: DataFrame, cfg: SilverConfig) -> None:
+    """One MERGE: versions no longer in the recomputed history are deleted, the rest upserted."""
+    keys, vf = cfg.keys, cfg.valid_from_column
+    gone = stored.alias("t").join(history.alias("h"), _key_match(keys + [vf], "t", "h"), "left_anti") \
         .select(*[q(k) for k in keys], q(vf)).withColumn("__op", F.lit("delete"))
     source = history.withColumn("__op", F.lit("upsert")).unionByName(gone, allowMissingColumns=True)
     columns = history.columns
-    if set(columns) - set(target.fieldNames()):  # new columns first, as a schema-only commit
-        tables.add_columns(spark, uri, history.schema, partition_by=PARTITION_COLUMN)
+    if set(columns) - set(tables.schema_or_none(spark, uri).fieldNames()):  # new columns first, schema-only commit
+        tables.add_columns(spark, uri, history.schema, partition_by=SILVER_PARTITION)
     differs = " OR ".join(f"NOT (t.{q(c)} <=> s.{q(c)})" for c in columns
                           if not isinstance(history.schema[c].dataType, T.MapType))
     _merge(spark, source, f"MERGE INTO {tables.ref(uri)} t USING {{source}} s ON {_on(keys, [vf])} "
@@ -313,9 +325,10 @@ def _scd2(spark, kept: DataFrame, uri: str, cfg: SilverConfig, result: SilverRes
                           f"VALUES ({', '.join('s.' + q(c) for c in columns)})")
 
 
-def _join_on(columns: list[str]):
+def _key_match(columns: list[str], left: str, right: str):
+    """Null-safe equality of `columns` between the aliased frames `left` and `right`."""
     cond = None
     for c in columns:
-        part = F.col(f"t.{q(c)}").eqNullSafe(F.col(f"h.{q(c)}"))
+        part = F.col(f"{left}.{q(c)}").eqNullSafe(F.col(f"{right}.{q(c)}"))
         cond = part if cond is None else cond & part
     return cond

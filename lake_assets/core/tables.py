@@ -8,6 +8,8 @@ import time
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
+from lake_assets.errors import is_commit_conflict, is_missing_table
+
 
 def sql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -21,10 +23,8 @@ def schema_or_none(spark, uri: str) -> T.StructType | None:
     """The table's schema, or None when no Delta table is there yet."""
     try:
         return spark.read.format("delta").load(uri).schema
-    except Exception as exc:  # the engines raise different classes; the message is the contract
-        text = str(exc)
-        if any(s in text for s in ("No commit files", "is not a Delta table", "DELTA_MISSING_DELTA_TABLE",
-                                   "Path does not exist", "PATH_NOT_FOUND", "not found")):
+    except Exception as exc:  # the engines raise different classes
+        if is_missing_table(exc):
             return None
         raise
 
@@ -102,13 +102,6 @@ def _merge(spark, df: DataFrame, uri: str, clauses: str, metadata: str | None) -
         spark.catalog.dropTempView(view)
         if metadata:
             spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
-
-
-def is_commit_conflict(exc: Exception) -> bool:
-    text = str(exc)
-    return any(s in text for s in ("Failed to commit transaction", "ConcurrentAppend", "ConcurrentModification",
-                                   "ConcurrentDelete", "ProtocolChanged", "MetadataChanged",
-                                   "DELTA_CONCURRENT"))
 
 
 def retry_conflicts(action, attempts: int = 8):

@@ -13,9 +13,10 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from lake_assets.core import framing
 from lake_assets.core.pyarrow_scan import arrow_read
+from lake_assets.errors import LakeError
 
 
-class DoesNotConvert(Exception):
+class DoesNotConvert(LakeError):
     """A value of a pyarrow column does not convert to its column's type as the Fitter would."""
 
 

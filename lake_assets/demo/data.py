@@ -62,9 +62,11 @@ def generate_records(n: int, seed: int = 7, day: int = 1, date: dt.date | None =
                      start: int = 0) -> list[dict]:
     """`n` telemetry records with the shape of drift day `day` (1, 2, 3+), recorded on `date`
     (default 2026-11-17 + day). `start` offsets the stream, so consecutive calls with the same
-    seed and day give different records (and event ids)."""
+    seed and day give different records (and event ids). The records depend on seed, day and start
+    only, `date` sets just their timestamps: the demo, whose data ends today, shows the same
+    figures on every calendar day."""
     date = date or dt.date(2026, 11, 17) + dt.timedelta(days=day)
-    rng = random.Random(f"records-{seed}-{day}-{date.isoformat()}-{start}")
+    rng = random.Random(f"records-{seed}-{day}-{start}")
     devices = _devices(seed)
     midnight = dt.datetime(date.year, date.month, date.day, tzinfo=dt.timezone.utc)
     millis = sorted(rng.randrange(86_400_000) for _ in range(n))  # in time order

@@ -8,6 +8,7 @@ import json
 from collections import Counter
 
 from lake_assets.config import LakeConfig
+from lake_assets.core.layout import LINE, RESCUED_FILE_PATH, SOURCE_FILE, Layout, table_uri
 
 # Materialization facts worth a word, in this order: (metadata key, how to say it).
 FACTS = (("files", "{} files"), ("rows", "{} rows"), ("rows_written", "{} rows written"),
@@ -71,11 +72,9 @@ def _delta_rows(uri: str) -> int | None:
 
 
 def _rescued_rows(lake: LakeConfig, source: str) -> list[dict]:
-    from lake_assets.core.bronze import Layout
-
     column = lake.sources[source].rescued_data_column
-    rows = _query(Layout(lake.warehouse, source).bronze,
-                  f"SELECT {column}, _source_file, _line FROM t WHERE {column} IS NOT NULL ORDER BY _source_file, _line")
+    rows = _query(Layout(lake.warehouse, source).bronze, f"SELECT {column}, {SOURCE_FILE}, {LINE} FROM t "
+                                                         f"WHERE {column} IS NOT NULL ORDER BY {SOURCE_FILE}, {LINE}")
     return [{**row, "rescued": json.loads(row[column])} for row in rows or []]
 
 
@@ -84,11 +83,9 @@ def promotable(lake: LakeConfig, source: str, rows: list[dict]) -> str | None:
     array, not already a column."""
     from deltalake import DeltaTable
 
-    from lake_assets.core.bronze import Layout
-
     columns = set(DeltaTable(Layout(lake.warehouse, source).bronze).schema().to_arrow().names)
     counts = Counter(path for row in rows for path in row["rescued"]
-                     if path != "_file_path" and "[" not in path and path.split(".")[0] not in columns)
+                     if path != RESCUED_FILE_PATH and "[" not in path and path.split(".")[0] not in columns)
     return counts.most_common(1)[0][0] if counts else None
 
 
@@ -97,7 +94,7 @@ def print_summary(lake: LakeConfig, blocked: list[str], lake_cmd: str, env_line:
     for layer, names in (("bronze", [n for s in lake.sources for n in (s, f"{s}__quarantine")]),
                          ("silver", list(lake.silver)), ("gold", list(lake.gold))):
         for name in names:
-            uri = f"{lake.warehouse}/{layer}/{name}"
+            uri = table_uri(lake.warehouse, layer, name)
             rows = _delta_rows(uri)
             if rows is not None:
                 print(f"  {layer + '/' + name:<{WIDTH + 8}} {rows:>6} rows  {uri}")
@@ -112,8 +109,8 @@ def print_summary(lake: LakeConfig, blocked: list[str], lake_cmd: str, env_line:
     field = promotable(lake, source, rows) if rows else None
     if rows:
         sample = rows[0]
-        print(f"\nA rescued row of bronze/{source} ({sample['_source_file'].rsplit('/', 1)[-1]}, "
-              f"line {sample['_line']}):\n  {json.dumps(sample['rescued'])}")
+        print(f"\nA rescued row of bronze/{source} ({sample[SOURCE_FILE].rsplit('/', 1)[-1]}, "
+              f"line {sample[LINE]}):\n  {json.dumps(sample['rescued'])}")
     print(f"\nThe lake stays in {lake.file.rsplit('/', 1)[0]}. Try, in this folder:\n  {env_line}")
     steps = [("status", "files, rows, rescued share per source"),
              ("schema history telemetry", "every schema version and what changed")]

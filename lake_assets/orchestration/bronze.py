@@ -6,9 +6,11 @@ from dagster import (AssetExecutionContext, AssetKey, BackfillPolicy, DailyParti
 
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import quality
-from lake_assets.core.bronze import Layout, NewColumnsError, ingest
+from lake_assets.core.bronze import ingest
+from lake_assets.core.layout import Layout
 from lake_assets.orchestration import databricks
 from lake_assets.orchestration.checks import BLOCKED, blocked_message, blocked_reason, check_specs, evaluations
+from lake_assets.orchestration.failures import as_failure
 from lake_assets.orchestration.metadata import column_schema, table_metadata
 from lake_assets.orchestration.resources import LakeResource
 
@@ -63,7 +65,7 @@ def bronze_asset(lake: LakeConfig, source: SourceConfig, downstream: set[AssetKe
         reprocess = BACKFILL_TAG in context.run.tags
         # A sensor's run is bounded to one batch (max_files_per_run / max_bytes_per_run).
         max_batches = int(context.run.tags[MAX_BATCHES_TAG]) if MAX_BATCHES_TAG in context.run.tags else None
-        try:
+        with as_failure():
             if lake_now.engine.kind == "databricks":   # both on the cluster, one job
                 result, audits = databricks.run_step(context, lake_now, "bronze", src.name, days, {
                     "reprocess": reprocess, "run_id": context.run.run_id, "max_batches": max_batches})
@@ -74,9 +76,6 @@ def bronze_asset(lake: LakeConfig, source: SourceConfig, downstream: set[AssetKe
                                 progress=lambda done, total: context.log.info(f"{done}/{total} file(s) done"),
                                 max_batches=max_batches)
                 audits = quality.audit(spark, lake_now, src, days, result.batch_ids)
-        except NewColumnsError as exc:
-            raise Failure(description=str(exc), metadata={"new_fields": MetadataValue.json(exc.fields),
-                                                          "files": MetadataValue.json(exc.files[:50])}) from None
         for day, audit in audits.items():
             context.add_asset_metadata(_day_metadata(audit), partition_key=day)
         metadata = {

@@ -3,10 +3,11 @@
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, job, op
 from pydantic import Field
 
-from lake_assets.core.bronze import Layout
+from lake_assets.core.layout import Layout
 from lake_assets.core.operations import repair, validate
-from lake_assets.core.promote import PromoteError, promote
+from lake_assets.core.promote import promote
 from lake_assets.core.schema_log import SchemaLog
+from lake_assets.orchestration.failures import as_failure
 from lake_assets.orchestration.resources import LakeResource
 
 
@@ -25,11 +26,9 @@ class AcceptSchemaConfig(Config):
 @op
 def promote_rescued_field_op(context: OpExecutionContext, config: PromoteConfig, lake_resource: LakeResource):
     lake = lake_resource.lake()
-    try:
+    with as_failure():
         done = promote(lake_resource.spark(), lake, lake.source(config.source), config.path, config.type,
                        log=context.log.info)
-    except PromoteError as exc:
-        raise Failure(description=str(exc)) from None
     context.add_output_metadata({"path": done.path, "type": done.type, "schema_version": done.schema_version,
                                  "rows_moved": done.rows_moved, "rows_left_rescued": done.rows_left})
 
@@ -43,10 +42,8 @@ def promote_rescued_field():
 def accept_schema_op(context: OpExecutionContext, config: AcceptSchemaConfig, lake_resource: LakeResource):
     lake = lake_resource.lake()
     source = lake.source(config.source)
-    try:
+    with as_failure(f"source {source.name!r}: "):
         version = SchemaLog(Layout(lake.warehouse, source.name).schemas).accept()
-    except LookupError as exc:
-        raise Failure(description=f"source {source.name!r}: {exc}") from None
     context.log.info(f"{source.name}: accepted schema version {version.version}")
     context.add_output_metadata({"source": source.name, "accepted_version": version.version,
                                  "changes": MetadataValue.json(version.changes)})
@@ -61,7 +58,9 @@ def accept_schema():
 @op
 def validate_op(context: OpExecutionContext, lake_resource: LakeResource):
     lake = lake_resource.lake()
-    found = {name: validate(lake_resource.spark(), lake, source).describe() for name, source in lake.sources.items()}
+    with as_failure():
+        found = {name: validate(lake_resource.spark(), lake, source).describe()
+                 for name, source in lake.sources.items()}
     problems = {name: lines for name, lines in found.items() if lines}
     if problems:
         raise Failure(description=f"{sum(map(len, problems.values()))} ingestion problem(s); run the repair job",
@@ -78,7 +77,8 @@ def validate_ingestion():
 def repair_op(context: OpExecutionContext, lake_resource: LakeResource):
     lake = lake_resource.lake()
     for source in lake.sources.values():
-        found = repair(lake_resource.spark(), lake, source, log=context.log.info)
+        with as_failure(f"{source.name}: "):
+            found = repair(lake_resource.spark(), lake, source, log=context.log.info)
         context.log.info(f"{source.name}: repaired {found.count} problem(s)")
 
 

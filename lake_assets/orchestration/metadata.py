@@ -7,12 +7,14 @@ import threading
 from dagster import MetadataValue, TableColumn, TableSchema
 from pyspark.sql import types as T
 
+from lake_assets.core.layout import BATCH_ID, INGESTED_AT, LANDING_DATE, LINE, SOURCE_FILE
+
 AUDIT_DESCRIPTIONS = {
-    "_source_file": "full URI of the landing file the row came from",
-    "_line": "line number of the record in its file",
-    "_ingested_at": "when the row was written (UTC)",
-    "_batch_id": "the ingestion batch that wrote the row (ledger batch_id)",
-    "_landing_date": "landing day (partition): from the object key, else its last-modified day (UTC)",
+    SOURCE_FILE: "full URI of the landing file the row came from",
+    LINE: "line number of the record in its file",
+    INGESTED_AT: "when the row was written (UTC)",
+    BATCH_ID: "the ingestion batch that wrote the row (ledger batch_id)",
+    LANDING_DATE: "landing day (partition): from the object key, else its last-modified day (UTC)",
 }
 SCHEMA_READ_SECONDS = 3.0   # definitions load never waits longer on the warehouse
 

@@ -6,8 +6,9 @@ from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, Se
 
 from lake_assets import storage
 from lake_assets.config import LakeConfig, SourceConfig
-from lake_assets.core.bronze import Layout, batches
+from lake_assets.core.bronze import batches
 from lake_assets.core.discovery import Cursor, discover, run_key, s3_event_records
+from lake_assets.core.layout import Layout
 from lake_assets.core.partitions import landing_date
 from lake_assets.core.selection import Selection
 from lake_assets.orchestration.bronze import MAX_BATCHES_TAG, bronze_key

@@ -12,9 +12,11 @@ from dagster._core.storage.tags import AUTOMATION_CONDITION_TAG
 
 from lake_assets.config import GoldConfig, LakeConfig, SilverConfig
 from lake_assets.core import gold, silver
+from lake_assets.core.layout import gold_uri, silver_quarantine_uri, silver_uri
 from lake_assets.orchestration import databricks
 from lake_assets.orchestration.bronze import bronze_key, daily_partitions
 from lake_assets.orchestration.checks import blocked_days, blocked_message
+from lake_assets.orchestration.failures import as_failure
 from lake_assets.orchestration.metadata import column_schema, table_metadata
 from lake_assets.orchestration.resources import LakeResource
 
@@ -88,57 +90,66 @@ def _publish(context: AssetExecutionContext, key: AssetKey, blocked: dict[str, s
     raise Failure(description=blocked_message(blocked), metadata={"blocked_days": MetadataValue.json(blocked)})
 
 
+def _asset_args(cfg: SilverConfig | GoldConfig, partitions_def, layer: str) -> dict:
+    """What the silver and gold assets declare alike."""
+    return dict(
+        partitions_def=partitions_def,
+        backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=31) if partitions_def else None,
+        group_name=layer, kinds={"delta", "spark"},
+        automation_condition=follow_upstream(partitions_def is not None) if cfg.automation else None,
+        output_required=False, owners=cfg.owners or None, tags=cfg.tags or None,
+    )
+
+
+def _run(context: AssetExecutionContext, lake_resource: LakeResource, lake: LakeConfig, step: str, name: str,
+         days: list[str] | None):
+    """One silver or gold run, on the Databricks cluster or here; a LakeError fails the step."""
+    with as_failure():
+        if lake.engine.kind == "databricks":
+            return databricks.run_step(context, lake, step, name, days)[0]
+        run, cfg = (silver.run, lake.silver[name]) if step == "silver" else (gold.run, lake.gold[name])
+        return run(lake_resource.spark(), lake, cfg, days, log=context.log.info)
+
+
 def silver_asset(lake: LakeConfig, cfg: SilverConfig):
     key = silver_key(cfg.name)
-    source = lake.source(cfg.source)
 
     @asset(
-        key=key,
-        deps=[bronze_key(cfg.source)],
-        partitions_def=daily_partitions(source),
-        backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=31),
-        group_name="silver",
-        kinds={"delta", "spark"},
+        key=key, deps=[bronze_key(cfg.source)], **_asset_args(cfg, daily_partitions(lake.source(cfg.source)), "silver"),
         description=f"Silver table ({cfg.mode}) from bronze/{cfg.source}"
                     + (f", keys {cfg.keys}, latest by {cfg.sequence_by}" if cfg.keys else "")
                     + (f"; expectations: {', '.join(cfg.expectations)}" if cfg.expectations else "") + ".",
-        metadata={**table_metadata(silver.table_uri(lake, cfg.name), f"silver.{cfg.name}"), "mode": cfg.mode},
-        automation_condition=follow_upstream(True) if cfg.automation else None,
-        output_required=False,
-        owners=cfg.owners or None,
-        tags=cfg.tags or None,
+        metadata={**table_metadata(silver_uri(lake.warehouse, cfg.name), f"silver.{cfg.name}"), "mode": cfg.mode},
     )
     def _silver(context: AssetExecutionContext, lake_resource: LakeResource):
         lake_now = lake_resource.lake()
-        cfg_now = lake_now.silver[cfg.name]
         days = list(context.partition_keys)
         blocked = blocked_days(context.instance, [bronze_key(cfg.source)], days)
         publish = [d for d in days if d not in blocked]
         common, per_day = {}, {}
         if publish:
-            try:
-                if lake_now.engine.kind == "databricks":
-                    result, _ = databricks.run_step(context, lake_now, "silver", cfg.name, publish)
-                else:
-                    result = silver.run(lake_resource.spark(), lake_now, cfg_now, publish, log=context.log.info)
-            except silver.ExpectationFailed as exc:
-                raise Failure(description=str(exc), metadata={"failed": MetadataValue.json(exc.failures)}) from None
-            common = {
-                "rows_read": result.rows_read, "rows_written": result.rows_written,
-                "rows_dropped": result.rows_dropped, "rows_quarantined": result.rows_quarantined,
-                "table_rows": result.table_rows,
-                "delta_version": result.table_version if result.table_version is not None else -1,
-                **_expectation_metadata(result),
-                **column_schema(result.schema),
-            }
-            if result.current_rows is not None:
-                common["current_rows"] = result.current_rows
-            if result.rows_quarantined:
-                common["quarantine_table"] = MetadataValue.text(silver.quarantine_uri(lake_now, cfg.name))
+            result = _run(context, lake_resource, lake_now, "silver", cfg.name, publish)
+            common = _silver_metadata(result, lake_now)
             per_day = {day: {"rows": result.day_rows.get(day, 0)} for day in publish}
         yield from _publish(context, key, blocked, common, per_day)
 
     return _silver
+
+
+def _silver_metadata(result: silver.SilverResult, lake: LakeConfig) -> dict:
+    common = {
+        "rows_read": result.rows_read, "rows_written": result.rows_written,
+        "rows_dropped": result.rows_dropped, "rows_quarantined": result.rows_quarantined,
+        "table_rows": result.table_rows,
+        "delta_version": result.table_version if result.table_version is not None else -1,
+        **_expectation_metadata(result),
+        **column_schema(result.schema),
+    }
+    if result.current_rows is not None:
+        common["current_rows"] = result.current_rows
+    if result.rows_quarantined:
+        common["quarantine_table"] = MetadataValue.text(silver_quarantine_uri(lake.warehouse, result.name))
+    return common
 
 
 def _bronze_sources(lake: LakeConfig, cfg: GoldConfig) -> list[AssetKey]:
@@ -146,26 +157,18 @@ def _bronze_sources(lake: LakeConfig, cfg: GoldConfig) -> list[AssetKey]:
 
 
 def gold_asset(lake: LakeConfig, cfg: GoldConfig):
-    first_source = lake.source(lake.silver[cfg.source[0]].source)
     partitioned = cfg.partitioned
     key = gold_key(cfg.name)
+    first_source = lake.source(lake.silver[cfg.source[0]].source)
 
     @asset(
-        key=key,
-        deps=[silver_key(name) for name in cfg.source],
-        partitions_def=daily_partitions(first_source) if partitioned else None,
-        backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=31) if partitioned else None,
-        group_name="gold",
-        kinds={"delta", "spark"},
+        key=key, deps=[silver_key(name) for name in cfg.source],
+        **_asset_args(cfg, daily_partitions(first_source) if partitioned else None, "gold"),
         description=f"Gold table from SQL over {', '.join('silver/' + s for s in cfg.source)}; "
                     + ("each daily partition recomputed and replaced atomically." if partitioned
                        else "rebuilt whole on every run."),
-        metadata={**table_metadata(gold.table_uri(lake, cfg.name), f"gold.{cfg.name}"),
+        metadata={**table_metadata(gold_uri(lake.warehouse, cfg.name), f"gold.{cfg.name}"),
                   "sql": MetadataValue.md(f"```sql\n{cfg.sql}\n```")},
-        automation_condition=follow_upstream(partitioned) if cfg.automation else None,
-        output_required=False,
-        owners=cfg.owners or None,
-        tags=cfg.tags or None,
     )
     def _gold(context: AssetExecutionContext, lake_resource: LakeResource):
         lake_now = lake_resource.lake()
@@ -174,11 +177,7 @@ def gold_asset(lake: LakeConfig, cfg: GoldConfig):
         publish = [d for d in days if d not in blocked] if days is not None else None
         common, per_day = {}, {}
         if publish is None or publish:
-            if lake_now.engine.kind == "databricks":
-                result, _ = databricks.run_step(context, lake_now, "gold", cfg.name, publish)
-            else:
-                result = gold.run(lake_resource.spark(), lake_now, lake_now.gold[cfg.name], publish,
-                                  log=context.log.info)
+            result = _run(context, lake_resource, lake_now, "gold", cfg.name, publish)
             common = {
                 "rows_written": sum(result.rows_written.values()), "table_rows": result.table_rows,
                 "delta_version": result.table_version if result.table_version is not None else -1,
