@@ -78,8 +78,8 @@ def test_on_s3_files_move_to_the_archive_and_reprocess_reads_them_there(tmp_path
 
     from lake_assets.config import load_config
     from lake_assets.core.bronze import ingest
-from lake_assets.core.layout import Layout
     from lake_assets.core.delta_meta import storage_options
+    from lake_assets.core.layout import Layout
     from lake_assets.engine import spark_session
     from lake_assets_tests.conftest import write_config
 
