@@ -122,7 +122,7 @@ def child(args) -> None:
     from lake_assets import storage
     from lake_assets.config import parse_config
     from lake_assets.core.bronze import ingest
-from lake_assets.core.layout import Layout
+    from lake_assets.core.layout import Layout
     from lake_assets.core.operations import source_status
     from lake_assets.engine import spark_session
 
