@@ -16,8 +16,8 @@ import dagster as dg
 import pytest
 
 from lake_assets.config import ConfigError, load_config, parse_config
-from lake_assets.core import layout, tables
-from lake_assets.core.layout import Layout
+from lake_assets.core import tables
+from lake_assets.core.layout import Layout, gold_uri, silver_uri
 from lake_assets.engine import _embedded_url, spark_session
 from lake_assets.orchestration import databricks
 from lake_assets.orchestration.bronze import bronze_asset
@@ -125,7 +125,7 @@ def test_bronze_silver_gold_run_as_databricks_jobs(workspace, tmp_path, compute)
 
     lake, spark = load_config(config), spark_session()
     assert tables.read(spark, Layout(lake.warehouse, "ev").bronze).count() == 3
-    assert [tuple(r) for r in tables.read(spark, layout.gold_uri(lake.warehouse, "totals")).select("v", "events").collect()] \
+    assert [tuple(r) for r in tables.read(spark, gold_uri(lake.warehouse, "totals")).select("v", "events").collect()] \
         == [("a", 2)]
     # Each job registered its table over the path (CREATE TABLE ... LOCATION, else the job fails);
     # Sail's catalog lives in the job's session, so only the job could read it by name here.
@@ -145,7 +145,7 @@ def test_a_day_blocked_on_the_cluster_is_not_published(workspace, tmp_path):
     assert bronze.partition == D2 and bronze.metadata["lake/blocked"].value.startswith("malformed_rate ERROR")
     failures = result.get_step_failure_events()
     assert failures and all(D2 in f.step_failure_data.error.message for f in failures)
-    assert tables.schema_or_none(spark_session(), layout.silver_uri(load_config(config).warehouse, "events")) is None
+    assert tables.schema_or_none(spark_session(), silver_uri(load_config(config).warehouse, "events")) is None
 
 
 def test_a_failing_job_fails_the_step(workspace, tmp_path):
@@ -157,7 +157,7 @@ def test_a_failing_job_fails_the_step(workspace, tmp_path):
     assert failure.step_key.startswith("silver") and "failed on Databricks" in failure.step_failure_data.error.message
     assert "'has_id' (1 of 2 rows)" in failure.step_failure_data.error.message  # the job's own error
     assert [r.state()["result_state"] for r in workspace.runs.values()] == ["SUCCESS", "FAILED"]
-    assert tables.schema_or_none(spark_session(), layout.silver_uri(load_config(config).warehouse, "events")) is None
+    assert tables.schema_or_none(spark_session(), silver_uri(load_config(config).warehouse, "events")) is None
 
 
 def test_a_job_that_never_opens_pipes_fails_the_step(workspace, tmp_path, monkeypatch):
