@@ -1,8 +1,8 @@
 """A gzip cut mid-stream (a Firehose object whose upload was cut) under `on_corrupt: salvage`: the
 records that decompressed whole land, the one the cut ends in is quarantined, and the run reports
 how many bytes decompressed, so records in = bronze + quarantine + the records past that point.
-Firehose's concatenated objects, NDJSON and pretty-printed documents (`multiline`); `fail` and
-`skip` are unchanged. Embedded engine, read back with delta-rs."""
+Firehose's concatenated objects, NDJSON, pretty-printed documents (`multiline`), one top-level array
+and a CloudTrail `{"Records": [...]}` document; `fail` and `skip` are unchanged. Embedded engine, read back with delta-rs."""
 
 from __future__ import annotations
 
@@ -22,10 +22,12 @@ DAY = "2026-01-02"
 KEY = "2026/01/02/03/firehose-1-2026-01-02-03-00-00-abc.gz"
 RECORDS = [{"id": i, "event": {"kind": ["click", "view", "buy"][i % 3], "ms": i * 7, "tag": "t" * (i % 40)}}
            for i in range(3000)]
-SHAPES = {  # name: (config lines, how the records are written)
-    "firehose": ("", lambda r: json.dumps(r), ""),
-    "ndjson": ("", lambda r: json.dumps(r), "\n"),
-    "multiline": ("    multiline: true\n", lambda r: json.dumps(r, indent=2), "\n"),
+SHAPES = {  # name: (config lines, how each record is written, between records, before the first, after the last)
+    "firehose": ("", lambda r: json.dumps(r), "", "", ""),
+    "ndjson": ("", lambda r: json.dumps(r), "\n", "", ""),
+    "multiline": ("    multiline: true\n", lambda r: json.dumps(r, indent=2), "\n", "", ""),
+    "array": ("    multiline: true\n", lambda r: json.dumps(r, indent=1), ",\n", "[\n", "\n]"),
+    "cloudtrail": ("    records_path: Records\n", lambda r: json.dumps(r), ",", '{"Records":[', "]}"),
 }
 
 
@@ -42,9 +44,9 @@ def _lake(root: Path, on_corrupt: str, extra: str = ""):
 
 def _land_cut(root: Path, shape: str, keep: float) -> tuple[str, list[str]]:
     """The records written in `shape`, gzipped and cut after `keep` of the compressed bytes; (uri, texts)."""
-    _, dump, sep = SHAPES[shape]
+    _, dump, sep, before, after = SHAPES[shape]
     texts = [dump(r) for r in RECORDS]
-    data = gzip.compress(sep.join(texts).encode())
+    data = gzip.compress((before + sep.join(texts) + after).encode())
     path = root / "landing" / "src" / KEY
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data[:int(len(data) * keep)])
@@ -58,14 +60,16 @@ def _table(config, table: str) -> list[dict]:
     return DeltaTable(uri).to_pandas().to_dict("records") if Path(uri).exists() else []
 
 
-def _split(texts: list[str], sep: str, decompressed: int) -> tuple[int, int]:
-    """(records that end within the first `decompressed` bytes, records that start after them)."""
-    ends, at = [], 0
+def _split(texts: list[str], shape: str, decompressed: int) -> tuple[int, int, int]:
+    """(records that end within the first `decompressed` bytes, records cut by that point, records after it)."""
+    sep, at = SHAPES[shape][2], len(SHAPES[shape][3])
+    ends = []
     for text in texts:
         ends.append((at, at + len(text.encode())))
         at += len(text.encode()) + len(sep)
     whole = sum(1 for _, end in ends if end <= decompressed)
-    return whole, sum(1 for start, _ in ends if start >= decompressed)
+    past = sum(1 for start, _ in ends if start >= decompressed)
+    return whole, len(texts) - whole - past, past
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
@@ -78,8 +82,8 @@ def test_salvage_keeps_the_whole_records_and_quarantines_the_cut_one(spark, tmp_
     decompressed = int(re.search(r"loaded the (\d+) byte\(s\)", lost).group(1))
     assert any(s.startswith(f"{uri}: salvaged:") for s in said)
     rows, bad = _table(config, "bronze"), _table(config, "quarantine")
-    whole, past = _split(texts, SHAPES[shape][2], decompressed)
-    assert 1000 < whole < 2500 and len(rows) == whole and len(bad) == 1
+    whole, cut, past = _split(texts, shape, decompressed)
+    assert 1000 < whole < 2500 and len(rows) == whole and len(bad) == cut == 1
     assert len(RECORDS) == len(rows) + len(bad) + past  # in = bronze + quarantine + what the report says is lost
     got = sorted(rows, key=lambda r: r["id"])
     assert [(r["id"], r["event"]["kind"], r["event"]["ms"]) for r in got] == [

@@ -62,9 +62,10 @@ class Framed:
     binary: set[tuple[str, ...]] = field(default_factory=set)  # DynamoDB: paths whose first string was B
 
 
-def frame(data: bytes, framing: Framing, split: bool = False) -> Framed:
+def frame(data: bytes, framing: Framing, split: bool = False, cut: bool = False) -> Framed:
     """`data` as NDJSON records. `split`: read a plain NDJSON file as concatenated values (the
-    scan sets it when the lines do not parse but the values do: see concatenated)."""
+    scan sets it when the lines do not parse but the values do: see concatenated). `cut`: the
+    data is what a damaged gzip held before the damage (on_corrupt: salvage; see _uncut)."""
     if data.startswith(BOM):
         data = data[len(BOM):]
     if b"\r" in data and _LONE_CR.search(data):
@@ -74,6 +75,8 @@ def frame(data: bytes, framing: Framing, split: bool = False) -> Framed:
     if not (framing.multiline or framing.records_path or split) and framing.dynamodb:
         return _line_by_line(data, framing)
     docs = _documents(data, raw_objects=not (framing.records_path or framing.dynamodb))
+    if cut:
+        docs = _uncut(docs, data, len(framing.records_path))
     if docs is None:
         return Framed(BAD, True, {1: (data.decode("utf-8", "replace"), "not JSON (or not UTF-8)")})
     out, kinds = Framed(b"", True), {}
@@ -107,7 +110,7 @@ def concatenated(data: bytes, framing: Framing = Framing(), cut: bool = False) -
     try:
         whole = orjson.loads(data[len(BOM):] if data.startswith(BOM) else data)
         if isinstance(whole, list) and all(isinstance(v, dict) for v in whole):  # one array of records
-            return frame(data, framing, split=True)
+            return frame(data, framing, split=True, cut=cut)
     except orjson.JSONDecodeError:
         pass
     try:
@@ -117,7 +120,7 @@ def concatenated(data: bytes, framing: Framing = Framing(), cut: bool = False) -
         return None  # every line is one value: what the scan rejected is something else
     except orjson.JSONDecodeError:
         pass
-    framed = frame(data, framing, split=True)
+    framed = frame(data, framing, split=True, cut=cut)
     cut_last = cut and set(framed.errors) == {framed.data.count(b"\n") + 1}
     return framed if framed.per_record and (not framed.errors or cut_last) else None
 
@@ -175,23 +178,9 @@ def _value_slices(data: bytes) -> list[tuple[int, int]] | None:
     structural bytes alone (numpy; quotes escaped by an odd run of backslashes do not count), or
     None when the file is not objects and arrays separated by whitespace."""
     buf = np.frombuffer(data, np.uint8)
-    at = np.flatnonzero(_STRUCTURAL[buf])
-    chars = buf[at]
-    slashes = at[chars == 92]
-    if len(slashes):  # in each run of backslashes, every other one escapes the byte after it
-        run_start = np.concatenate(([True], np.diff(slashes) != 1))
-        first = np.maximum.accumulate(np.where(run_start, np.arange(len(slashes)), 0))
-        escaped = slashes[(np.arange(len(slashes)) - first) % 2 == 0] + 1
-    else:
-        escaped = np.array([], np.int64)
-    quotes = at[chars == 34]
-    quotes = quotes[~np.isin(quotes, escaped)]
-    brackets = (chars != 34) & (chars != 92)
-    where, kind = at[brackets], chars[brackets]
-    outside = np.searchsorted(quotes, where) % 2 == 0  # an even number of quotes before: not in a string
-    if len(quotes) % 2:
+    where, kind, quotes = _outside_strings(buf, _STRUCTURAL)
+    if quotes % 2:
         return None
-    where, kind = where[outside], kind[outside]
     step = np.where((kind == 123) | (kind == 91), 1, -1)
     depth = np.cumsum(step)
     if not len(depth) or depth.min() < 0 or depth[-1] != 0:
@@ -206,6 +195,61 @@ def _value_slices(data: bytes) -> list[tuple[int, int]] | None:
     if np.any(~_WHITESPACE[buf] & (np.cumsum(inside[:-1], dtype=np.int8) == 0)):
         return None  # something between the values (a top-level scalar, stray text)
     return list(zip(starts.tolist(), ends.tolist()))
+
+
+def _outside_strings(buf: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(positions, bytes) of the bytes of `table` (quotes and backslashes aside) that lie outside
+    strings, and how many unescaped quotes there are (quotes escaped by an odd run of backslashes
+    do not count)."""
+    at = np.flatnonzero(table[buf])
+    chars = buf[at]
+    slashes = at[chars == 92]
+    if len(slashes):  # in each run of backslashes, every other one escapes the byte after it
+        run_start = np.concatenate(([True], np.diff(slashes) != 1))
+        first = np.maximum.accumulate(np.where(run_start, np.arange(len(slashes)), 0))
+        escaped = slashes[(np.arange(len(slashes)) - first) % 2 == 0] + 1
+    else:
+        escaped = np.array([], np.int64)
+    quotes = at[chars == 34]
+    quotes = quotes[~np.isin(quotes, escaped)]
+    others = (chars != 34) & (chars != 92)
+    where, kind = at[others], chars[others]
+    outside = np.searchsorted(quotes, where) % 2 == 0  # an even number of quotes before: not in a string
+    return where[outside], kind[outside], len(quotes)
+
+
+def _uncut(docs: list | None, data: bytes, level: int) -> list | None:
+    """The documents of a file cut by a damaged gzip (on_corrupt: salvage): a last document cut
+    inside its records array (a top-level array, level 0, or the array at `records_path`, level =
+    its length) keeps the records before the cut; the cut record is the _Unparsed rest."""
+    if docs is not None and not (docs and isinstance(docs[-1], _Unparsed)):
+        return docs
+    head, tail = ([], data) if docs is None else (docs[:-1], docs[-1].text.encode("utf-8", "surrogatepass"))
+    found = _cut_array(tail, level)
+    if found is None:
+        return docs
+    doc, rest = found
+    return head + [doc] + ([_Unparsed(rest.decode("utf-8", "replace"), "cut by the damage to the gzip")] if rest else [])
+
+
+def _cut_array(raw: bytes, level: int) -> tuple[object, bytes] | None:
+    """(the document up to the last whole object or array in its array at depth level + 1, closed
+    there; the text after that element), or None when `raw` is not one document cut inside such an array."""
+    where, kind, _ = _outside_strings(np.frombuffer(raw, np.uint8), _STRUCTURAL)
+    opens = (kind == 123) | (kind == 91)
+    depth = np.cumsum(np.where(opens, 1, -1))  # after each bracket
+    array = np.flatnonzero(opens & (depth == level + 1))
+    if not len(array) or kind[array[-1]] != 91 or depth[array[-1]:].min() < level + 1 \
+            or depth[:array[-1]].min(initial=1) < 1 or raw[:where[0]].strip():
+        return None
+    ends = np.flatnonzero(~opens & (depth == level + 1))  # an element of that array closes
+    ends = ends[ends > array[-1]]
+    if not len(ends):
+        return None
+    last = ends[-1]
+    openers = [kind[np.flatnonzero(opens[:last] & (depth[:last] == d))[-1]] for d in range(level + 1, 0, -1)]
+    doc = _parse(raw[:where[last] + 1] + bytes(93 if k == 91 else 125 for k in openers))
+    return None if isinstance(doc, _Unparsed) else (doc, raw[where[last] + 1:].lstrip(b", \t\r\n"))
 
 
 def _parse(raw: bytes):

@@ -117,8 +117,10 @@ def _landed(f: dict) -> tuple[bytes, str | None]:
 
 def _framed(f: dict) -> framing.Framed:
     """The file's bytes (_landed) as NDJSON records, in its source's framing (f["framing"])
-    and split as concatenated values when the scan found it so (f["split"]); StorageError if gone."""
-    return framing.frame(_landed(f)[0], framing.Framing.of(f.get("framing")), split=bool(f.get("split")))
+    and split as concatenated values when the scan found it so (f["split"]), cut when salvaged from a
+    damaged gzip; StorageError if gone."""
+    data, lost = _landed(f)
+    return framing.frame(data, framing.Framing.of(f.get("framing")), split=bool(f.get("split")), cut=lost is not None)
 
 
 class _Reader(DataSourceReader):
@@ -141,7 +143,7 @@ class _ScanReader(_Reader):
                 yield (f["uri"], f.get("etag"), 0, "[]", None, str(exc), None, None, False)
                 continue
             source, cut = framing.Framing.of(f.get("framing")), lost is not None  # cut: what a damaged gzip held
-            framed = framing.frame(data, source)
+            framed = framing.frame(data, source, cut=cut)
             # Concatenated values (Firehose) are tried first when the file starts like them, else
             # when its lines do not parse.
             head = data[:1 << 16]
