@@ -2,7 +2,8 @@
 records that decompressed whole land, the one the cut ends in is quarantined, and the run reports
 how many bytes decompressed, so records in = bronze + quarantine + the records past that point.
 Firehose's concatenated objects, NDJSON, pretty-printed documents (`multiline`), one top-level array
-and a CloudTrail `{"Records": [...]}` document; `fail` and `skip` are unchanged. Embedded engine, read back with delta-rs."""
+and a CloudTrail `{"Records": [...]}` document; `fail` and `skip` are unchanged. Embedded engine,
+read back with delta-rs."""
 
 from __future__ import annotations
 
@@ -90,6 +91,7 @@ def test_salvage_keeps_the_whole_records_and_quarantines_the_cut_one(spark, tmp_
         (r["id"], r["event"]["kind"], r["event"]["ms"]) for r in RECORDS[:whole]]
     position = "_line" if shape == "ndjson" else "_record"
     assert sorted(int(r[position]) for r in rows) == [i + (position == "_line") for i in range(whole)]
+    assert all(math.isnan(r["_record"]) for r in rows) == (shape == "ndjson")  # NDJSON keeps its lines
     assert int(bad[0][position]) == whole + (position == "_line")
     assert texts[whole].startswith(bad[0]["_raw"].strip()) and bad[0]["_raw"].strip()  # the cut record, as it is
     entry = {e["uri"]: e for e in _ledger(config)}[uri]

@@ -113,11 +113,11 @@ def concatenated(data: bytes, framing: Framing = Framing(), cut: bool = False) -
             return frame(data, framing, split=True, cut=cut)
     except orjson.JSONDecodeError:
         pass
+    lines = [line for line in data.split(b"\n") if line.strip()]
     try:
-        for line in data.split(b"\n"):
-            if line.strip():
-                orjson.loads(line)
-        return None  # every line is one value: what the scan rejected is something else
+        for line in lines[:-1] if cut and len(lines) > 1 else lines:  # a cut file: its last line is cut
+            orjson.loads(line)
+        return None  # every line is one value: what the scan rejected is something else (NDJSON stays NDJSON)
     except orjson.JSONDecodeError:
         pass
     framed = frame(data, framing, split=True, cut=cut)
@@ -178,7 +178,7 @@ def _value_slices(data: bytes) -> list[tuple[int, int]] | None:
     structural bytes alone (numpy; quotes escaped by an odd run of backslashes do not count), or
     None when the file is not objects and arrays separated by whitespace."""
     buf = np.frombuffer(data, np.uint8)
-    where, kind, quotes = _outside_strings(buf, _STRUCTURAL)
+    where, kind, quotes = _outside_strings(buf)
     if quotes % 2:
         return None
     step = np.where((kind == 123) | (kind == 91), 1, -1)
@@ -197,11 +197,10 @@ def _value_slices(data: bytes) -> list[tuple[int, int]] | None:
     return list(zip(starts.tolist(), ends.tolist()))
 
 
-def _outside_strings(buf: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """(positions, bytes) of the bytes of `table` (quotes and backslashes aside) that lie outside
-    strings, and how many unescaped quotes there are (quotes escaped by an odd run of backslashes
-    do not count)."""
-    at = np.flatnonzero(table[buf])
+def _outside_strings(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(positions, bytes) of the brackets that lie outside strings, and how many unescaped quotes
+    there are (quotes escaped by an odd run of backslashes do not count)."""
+    at = np.flatnonzero(_STRUCTURAL[buf])
     chars = buf[at]
     slashes = at[chars == 92]
     if len(slashes):  # in each run of backslashes, every other one escapes the byte after it
@@ -229,13 +228,14 @@ def _uncut(docs: list | None, data: bytes, level: int) -> list | None:
     if found is None:
         return docs
     doc, rest = found
-    return head + [doc] + ([_Unparsed(rest.decode("utf-8", "replace"), "cut by the damage to the gzip")] if rest else [])
+    cut = [_Unparsed(rest.decode("utf-8", "replace"), "cut by the damage to the gzip")] if rest else []
+    return head + [doc] + cut
 
 
 def _cut_array(raw: bytes, level: int) -> tuple[object, bytes] | None:
     """(the document up to the last whole object or array in its array at depth level + 1, closed
     there; the text after that element), or None when `raw` is not one document cut inside such an array."""
-    where, kind, _ = _outside_strings(np.frombuffer(raw, np.uint8), _STRUCTURAL)
+    where, kind, _ = _outside_strings(np.frombuffer(raw, np.uint8))
     opens = (kind == 123) | (kind == 91)
     depth = np.cumsum(np.where(opens, 1, -1))  # after each bracket
     array = np.flatnonzero(opens & (depth == level + 1))
