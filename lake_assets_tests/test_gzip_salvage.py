@@ -123,3 +123,33 @@ def test_a_whole_firehose_gzip_is_not_salvaged(spark, tmp_path):
     result = ingest(spark, config, source, [DAY], log=lambda _: None)
     assert result.records == len(RECORDS) and not result.salvaged and not _table(config, "quarantine")
     assert not any(math.isnan(r["_record"]) for r in _table(config, "bronze"))
+
+
+# ---------------------------------------------------------------- what framing keeps of a cut file (no engine)
+
+CUT_CASES = [  # (framing, the decompressed part, records kept, the cut text quarantined or None)
+    ({}, b'{"a":1}{"a":2}{"a":', [{"a": 1}, {"a": 2}], '{"a":'),                       # Firehose
+    ({}, b'{"a":1}{"a":2}', [{"a": 1}, {"a": 2}], None),                               # cut between values
+    ({"multiline": True}, b'[{"a":1},{"a":[2,"]"]},{"a', [{"a": 1}, {"a": [2, "]"]}], '{"a'),
+    ({"multiline": True}, b'[{"a":1},{"a":2}', [{"a": 1}, {"a": 2}], None),             # the last element whole
+    ({"records_path": ("Records",)}, b'{"Records":[{"a":"\\"}"},{"b', [{"a": '"}'}], '{"b'),
+    ({"multiline": True}, b'[{"a":1', [], '[{"a":1'),                                  # cut in the first record
+]
+
+
+@pytest.mark.parametrize("options, data, kept, quarantined", CUT_CASES)
+def test_a_cut_file_keeps_its_whole_records(options, data, kept, quarantined):
+    from lake_assets.core import framing
+
+    source = framing.Framing(**options)
+    framed = framing.frame(data, source, cut=True) if not source.plain else framing.concatenated(data, source, True)
+    lines = framed.data.split(b"\n")
+    assert [json.loads(line) for line in lines if line != framing.BAD] == kept
+    assert [text for text, _ in framed.errors.values()] == ([quarantined] if quarantined else [])
+
+
+def test_a_cut_ndjson_file_stays_ndjson_and_an_uncut_one_is_not_split():
+    from lake_assets.core import framing
+
+    assert framing.concatenated(b'{"a":1}\n\n{"a":2}\n{"a":', framing.Framing(), True) is None  # keeps its lines
+    assert framing.concatenated(b'{"a":1}{"a":2}{"a":', framing.Framing(), False) is None    # not salvaged: malformed
