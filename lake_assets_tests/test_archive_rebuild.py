@@ -20,7 +20,10 @@ def _exactly_once(lake: Lake, rows: dict, bad: dict, context: str) -> None:
 
 
 def test_a_rebuilt_ledger_knows_archived_files_and_reprocess_from_archive_still_works(tmp_path):
-    lake = Lake(tmp_path, clean_source="move", archive_to="archive", clean_source_retention_hours=0)
+    # on_overwrite fail: an archived file rebuilt under another version (the landing has none) would
+    # read as overwritten and stop the reprocess (with ignore it would load nothing)
+    lake = Lake(tmp_path, clean_source="move", archive_to="archive", clean_source_retention_hours=0,
+                on_overwrite="fail")
     lake.standard_day(DAY1)
     rows, bad = lake.expected()
     landed = lake.landed_files()
