@@ -194,9 +194,8 @@ def salvaged_data(uri: str, etag: str | None = None) -> tuple[bytes, str | None]
             if member.unused_data[:2] != b"\x1f\x8b":
                 break
         text = b"".join(out)
-        lines = text.count(b"\n") + (not text.endswith(b"\n") and bool(text))
-        return text, (f"salvaged: {exc}; loaded the {len(text)} byte(s) before the damage ({lines} line(s), "
-                      f"the last one possibly cut), the rest of the file is lost")
+        return text, (f"salvaged: {exc}; loaded the {len(text)} byte(s) that decompress before the damage (a "
+                      f"record they end in the middle of is quarantined), the rest of the file is lost")
 
 
 def _gunzipped(uri: str, data: bytes) -> bytes:

@@ -48,10 +48,10 @@ def clean(landing: str, source, listed: list[tuple[storage.FileInfo, str]], entr
     return done
 
 
-def archived_listing(landing: str, source, days: set[str], entries: dict[str, Entry]
+def archived_listing(landing: str, source, days: set[str] | None, entries: dict[str, Entry]
                      ) -> tuple[list[tuple[storage.FileInfo, str]], dict[str, str]]:
-    """The archived files of `days` as the landing files they were (their landing URI, the
-    ledger's landing date), and {landing URI: archived URI} to read them from."""
+    """The archived files of `days` (None: all) as the landing files they were (their landing URI,
+    the ledger's landing date), and {landing URI: archived URI} to read them from."""
     selection = Selection.of(landing, source)
     root = archive_root(landing, source)
     listed, reads = [], {}
@@ -61,7 +61,7 @@ def archived_listing(landing: str, source, days: set[str], entries: dict[str, En
             continue
         entry = entries.get(uri)
         day = entry.landing_date if entry else landing_date(f.uri[len(root):], f.last_modified).isoformat()
-        if day in days:
+        if days is None or day in days:
             listed.append((storage.FileInfo(uri, f.size, f.etag, f.last_modified), day))
             reads[uri] = f.uri
     return listed, reads

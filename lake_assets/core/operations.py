@@ -185,8 +185,8 @@ def repair(spark, lake: LakeConfig, source: SourceConfig, log=print) -> Problems
 
 def rebuild_ledger(spark, lake: LakeConfig, source: SourceConfig, log=print) -> int:
     """Move the source's ledger aside (kept, for inspection) and rebuild it from bronze's lineage:
-    one committed entry per file whose rows bronze or its quarantine hold. Files without rows load
-    on the next run. Returns the number of entries rebuilt."""
+    one committed entry per file whose rows bronze or its quarantine hold (with the version in the
+    landing, else in archive_to). Files without rows load on the next run. Returns the number of entries rebuilt."""
     layout = Layout(lake.warehouse, source.name)
     aside = f"{layout.ledger}.replaced-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}"
     old = _files_under(layout.ledger)
@@ -194,11 +194,23 @@ def rebuild_ledger(spark, lake: LakeConfig, source: SourceConfig, log=print) -> 
         storage.write_bytes(aside + f.uri[len(layout.ledger):], storage.read_bytes(f.uri))
         storage.delete(f.uri)
     listed = {f.uri: (f, day) for f, day in list_landing(lake, source)}
+    if source.clean_source == "move":  # (landings room) archived files count as the landing files they were
+        listed = {**_archived(lake, source), **listed}
     entries = lineage_entries(spark, layout, source, listed)
     Ledger(spark, layout.ledger).rebuild(entries)
     log(f"moved the old ledger ({len(old)} file(s)) to {aside}; rebuilt {len(entries)} entr(ies) from bronze's "
         f"lineage (files without rows in bronze load on the next run)")
     return len(entries)
+
+
+def _archived(lake: LakeConfig, source: SourceConfig) -> dict[str, tuple[FileInfo, str]]:
+    """(landings room) The files clean_source moved to archive_to, by the landing URI they had."""
+    from lake_assets.core.archive import archived_listing
+
+    try:
+        return {f.uri: (f, day) for f, day in archived_listing(lake.landing, source, None, {})[0]}
+    except storage.StorageError:  # no archive folder yet: nothing was moved
+        return {}
 
 
 def _files_under(uri: str) -> list[FileInfo]:

@@ -117,8 +117,10 @@ def _landed(f: dict) -> tuple[bytes, str | None]:
 
 def _framed(f: dict) -> framing.Framed:
     """The file's bytes (_landed) as NDJSON records, in its source's framing (f["framing"])
-    and split as concatenated values when the scan found it so (f["split"]); StorageError if gone."""
-    return framing.frame(_landed(f)[0], framing.Framing.of(f.get("framing")), split=bool(f.get("split")))
+    and split as concatenated values when the scan found it so (f["split"]), cut when salvaged from a
+    damaged gzip; StorageError if gone."""
+    data, lost = _landed(f)
+    return framing.frame(data, framing.Framing.of(f.get("framing")), split=bool(f.get("split")), cut=lost is not None)
 
 
 class _Reader(DataSourceReader):
@@ -140,16 +142,19 @@ class _ScanReader(_Reader):
             except StorageError as exc:
                 yield (f["uri"], f.get("etag"), 0, "[]", None, str(exc), None, None, False)
                 continue
-            framed = framing.frame(data, framing.Framing.of(f.get("framing")))
+            source, cut = framing.Framing.of(f.get("framing")), lost is not None  # cut: what a damaged gzip held
+            framed = framing.frame(data, source, cut=cut)
             # Concatenated values (Firehose) are tried first when the file starts like them, else
             # when its lines do not parse.
             head = data[:1 << 16]
-            split = framing.concatenated(data) if not framed.per_record and (b"}{" in head or b"} {" in head) else None
+            split = framing.concatenated(data, source, cut) \
+                if not framed.per_record and (b"}{" in head or b"} {" in head) else None
             r = pyarrow_scan.scan_bytes((split or framed).data)
             if split is None and r["malformed"] and not framed.per_record:
-                split = framing.concatenated(data)
+                split = framing.concatenated(data, source, cut)
                 if split is not None:
                     r = pyarrow_scan.scan_bytes(split.data)
+            r["schema"] = framing.with_binary(r["schema"], (split or framed).binary)  # DynamoDB B / BS
             parsed = r.pop("parsed", None)
             if parsed and self.options.get("keep_parsed") == "true":
                 _PARSED.put((f["uri"], f.get("etag")), parsed)

@@ -216,6 +216,9 @@ def fit_atomic(value, t: T.DataType) -> tuple[bool, object]:
             # One canonical UTC form, "YYYY-MM-DD HH:MM:SS.ffffff", which pyarrow reads back.
             return True, ts.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         return False, value
+    if isinstance(t, T.BinaryType):  # (landings room) base64 text, e.g. DynamoDB B: framing.from_base64
+        from lake_assets.core.framing import from_base64
+        return from_base64(value)
     return False, value
 
 

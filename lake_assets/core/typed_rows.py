@@ -229,9 +229,9 @@ def walk_schema(declared: pa.Schema) -> pa.Schema | None:
     conform converts), or None when a declared type is one pyarrow's JSON reader cannot build
     (MAP, BINARY, ...)."""
     def text(t):
-        if pa.types.is_struct(t):
-            fields = [pa.field(f.name, text(f.type)) for f in t]
-            return None if any(f.type is None for f in fields) else pa.struct(fields)
+        if pa.types.is_struct(t):  # (landings room: pa.field(name, None) raised for a MAP / BINARY inside)
+            types = [text(f.type) for f in t]
+            return None if any(x is None for x in types) else pa.struct([pa.field(f.name, x) for f, x in zip(t, types)])
         if pa.types.is_list(t):
             inner = text(t.value_type)
             return None if inner is None else pa.list_(pa.field(t.value_field.name, inner))
@@ -262,6 +262,11 @@ def conform(arr: pa.Array, target: pa.DataType) -> pa.Array:
     if pa.types.is_list(target):
         return pa.ListArray.from_arrays(arr.offsets, conform(arr.values, target.value_type), type=target,
                                         mask=arr.is_null())
+    if pa.types.is_binary(target):  # (landings room) base64 strings, checked value by value (framing.from_base64)
+        decoded = framing.decoded_base64(arr)
+        if decoded is None:
+            raise DoesNotConvert()
+        return decoded
     if pa.types.is_timestamp(target):  # TS_SHAPES strings (checked): all with a zone, or all without (UTC)
         for zone in ("UTC", None):
             try:
@@ -309,7 +314,7 @@ def typed_fits(target, seen, ts: dict) -> bool:
 def _leaf_fits(target, seen, timestamp_shaped: bool) -> bool:
     """A leaf of type `seen` into `target`: the same type, bigint into double, strings of one
     TS_SHAPES shape (`timestamp_shaped`) into TIMESTAMP; or, checked value by value by conform,
-    bigint into INT / SMALLINT / TINYINT / FLOAT, double into FLOAT, strings into DATE."""
+    bigint into INT / SMALLINT / TINYINT / FLOAT, double into FLOAT, strings into DATE or BINARY."""
     from pyspark.sql import types as T
 
     if isinstance(target, T.TimestampType):
@@ -318,7 +323,7 @@ def _leaf_fits(target, seen, timestamp_shaped: bool) -> bool:
         return isinstance(seen, T.LongType)
     if isinstance(target, T.FloatType):
         return isinstance(seen, (T.LongType, T.DoubleType))
-    if isinstance(target, T.DateType):
+    if isinstance(target, (T.DateType, T.BinaryType)):  # (BINARY: base64 strings; landings room)
         return isinstance(seen, T.StringType)
     if isinstance(target, T.StringType):  # integers and booleans as their JSON text (pyarrow's cast writes it)
         return isinstance(seen, (T.StringType, T.LongType, T.BooleanType))
