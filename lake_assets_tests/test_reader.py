@@ -183,7 +183,7 @@ def test_conflict_lines_and_timestamp_shapes():
         assert r["engine"] == engine and r["conflict_lines"] == [2]
 
     def shapes(body: bytes, part: int = 0) -> dict:  # of one part of the arrow scan
-        return pyarrow_scan.ts_shapes(pyarrow_scan.scan_bytes(body)["parsed"][part][0])
+        return {str(p): s for p, s in pyarrow_scan.ts_shapes(pyarrow_scan.scan_bytes(body)["parsed"][part][0]).items()}
 
     assert shapes(data) == shapes(data, 1) == {"t": "iso8601_zone"}
     assert shapes(b'{"t":"2026-02-30T08:15:02.123Z"}\n') == {}  # no such day
@@ -333,6 +333,8 @@ def test_conform_fills_missing_fields_widens_and_keeps_nulls_at_every_level():
     from pyspark.sql import types as T
     from pyspark.sql.pandas.types import to_arrow_schema
 
+    from lake_assets.core.fieldpath import FieldPath
+
     lines = [{"a": 1, "s": {"x": 1}, "l": [{"v": 2}, None], "t": "2026-01-02T03:04:05.678Z"},
              {"a": 2**53 + 1, "s": None, "l": None, "t": None},
              {"a": None, "s": {"x": None}, "l": [], "t": "2026-12-31T23:59:59.999Z"}]
@@ -352,7 +354,7 @@ def test_conform_fills_missing_fields_widens_and_keeps_nulls_at_every_level():
         {"a": float(2**53), "s": None, "l": None, "t": None, "m": None},   # nearest double, as from_json
         {"a": None, "s": {"x": None, "y": None}, "l": [], "t": dt.datetime(2026, 12, 31, 23, 59, 59, 999000),
          "m": None}]
-    ts = {"t": "iso8601_zone"}
+    ts = {FieldPath(("t",)): "iso8601_zone"}
     assert typed_rows.typed_fits(target, T.StructType([T.StructField("t", T.StringType())]), ts)
     assert not typed_rows.typed_fits(target, T.StructType([T.StructField("t", T.StringType())]), {})
     # checked value by value: what the Fitter would rescue makes the file walk instead
@@ -405,6 +407,7 @@ def test_timestamp_shapes_convert_to_the_instant_the_fitter_writes():
     import pyarrow as pa
     from pyspark.sql import types as T
 
+    from lake_assets.core.fieldpath import FieldPath
     from lake_assets.core.records import fit_atomic
 
     rng = random.Random(3)
@@ -430,7 +433,7 @@ def test_timestamp_shapes_convert_to_the_instant_the_fitter_writes():
             typed += 1
     assert typed > 300
     assert pyarrow_scan.ts_shapes(pa.table({"t": ["2026-01-02T03:04:05", "2026-01-02 03:04"]})) == {
-        "t": "iso8601_utc"}
+        FieldPath(("t",)): "iso8601_utc"}
     mixed = pa.array(["2026-01-02T03:04:05Z", "2026-01-02T03:04:05"])  # not one shape: walked
     assert pyarrow_scan.ts_shapes(pa.table({"t": mixed})) == {}
     with pytest.raises(typed_rows.DoesNotConvert):

@@ -4,7 +4,7 @@ import pytest
 from pyspark.sql import types as T
 
 from lake_assets.core.schema import (
-    Inferrer, SchemaError, apply_hints, diff, drop_unknown, evolve, infer_value, merge_types, name_problem,
+    Inferrer, SchemaError, apply_hints, diff, drop_unknown, evolve, merge_types, name_problem,
     parse_hints, parse_type, subsumes,
 )
 
@@ -79,7 +79,7 @@ def test_infer_null_and_empty_values_leave_type_unknown_until_seen():
         st(("a", S), ("e", T.ArrayType(st(("k", L)))))
     assert drop_unknown(infer({"a": None, "e": [], "o": {}, "k": 1, "p": {"q": None, "r": True}})) == \
         st(("k", L), ("p", st(("r", B))))
-    assert infer_value([{"a": 1}, None]) == T.ArrayType(st(("a", L)))
+    assert infer({"v": [{"a": 1}, None]}) == st(("v", T.ArrayType(st(("a", L)))))
 
 
 def test_infer_case_variants_stay_separate_keys():

@@ -14,7 +14,9 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from lake_assets.core.fieldpath import ELEMENT, FieldPath
 from lake_assets.core.records import LONG_INTEGER, MAX_NESTING
+from lake_assets.core.typerules import is_empty, kind_type, merge_kinds
 
 MAX_TRACKED_MALFORMED = 1000
 
@@ -173,21 +175,14 @@ def _arrow_lines(data: bytes, get_lines, numbers, quick: bool = True) -> dict | 
     parts.sort(key=lambda p: p[1][0])
     if parts[0][3]:
         return None
-    kind = parts[0][2]
-    conflicting = []  # the parts whose lines conflict (a part a STRING field takes, or an empty one, does not)
-    for _, part_numbers, part_kind, allowed in parts[1:]:
-        conflicts: list[str] = []
-        absorbed: list[str] = []
-        kind = _merge_kinds(kind, part_kind, "", conflicts, absorbed)
-        # a conflict (or a STRING taking another type) that no split explains: its first value may lie elsewhere
-        if not set(conflicts) <= allowed or not set(absorbed) <= allowed:
-            return None
-        if conflicts:
-            conflicting.append(part_numbers)
+    merged = _merge_parts(parts)
+    if merged is None:
+        return None
+    kind, conflicting = merged
     if len(parts) > 1:
         paths = _key_paths(kind)
         # The key's text names the field only if no other field has that name.
-        if guessed and any(sum(p.rsplit("/", 1)[-1] == name for p in paths) != 1 for name in guessed):
+        if guessed and any(sum(p.steps[-1] == name for p in paths) != 1 for name in guessed):
             return _arrow_lines(data, get_lines, numbers, quick=False)
         # Field order is first appearance; parts merged one after another keep it when the first
         # record already names every field, else a parse of the whole file with the conflicting
@@ -195,21 +190,33 @@ def _arrow_lines(data: bytes, get_lines, numbers, quick: bool = True) -> dict | 
         if not paths <= _key_paths(orjson.loads(lines[0]), value=True):
             split = set().union(*(p[3] for p in parts))
             kind = _in_file_order(kind, lines, numbers, parts, split) if set(guessed or ()) >= {
-                path.rsplit("/", 1)[-1] for path in split} else None
+                path.steps[-1] for path in split} else None
             if kind is None:
                 return None
-    from lake_assets.core.schema import Inferrer
-
-    inferrer = Inferrer()
-    inferrer.kind = kind
     conflict_lines = sorted(np.concatenate(conflicting).tolist()) if conflicting else []
     # For lake_typed: each part's table and line numbers, and the lost parts' lines (walked when
     # their rows do not fit the table; the first part's rows make the file's schema).
     pieces = [(parts[0][0], parts[0][1], None)]
     for table, part_numbers, _, _ in parts[1:]:
         pieces.append((table, part_numbers, [lines[i] for i in np.searchsorted(numbers, part_numbers).tolist()]))
-    return {"records": len(numbers), "malformed": [], "schema": inferrer.result(), "conflicts": len(conflict_lines),
+    return {"records": len(numbers), "malformed": [], "schema": kind_type(kind), "conflicts": len(conflict_lines),
             "conflict_lines": conflict_lines, "engine": "arrow", "parsed": pieces}
+
+
+def _merge_parts(parts: list):
+    """(the parts' kinds merged in line order, the line numbers of the parts that conflict), or
+    None for a conflict (or a STRING taking another type) that no split explains: its first value
+    may lie elsewhere. (A part a STRING field takes, or an empty one, does not conflict.)"""
+    kind, conflicting = parts[0][2], []
+    for _, part_numbers, part_kind, allowed in parts[1:]:
+        conflicts: list[FieldPath] = []
+        absorbed: list[FieldPath] = []
+        kind = merge_kinds(kind, part_kind, FieldPath(), conflicts, absorbed)
+        if not set(conflicts) <= allowed or not set(absorbed) <= allowed:
+            return None
+        if conflicts:
+            conflicting.append(part_numbers)
+    return kind, conflicting
 
 
 MAX_SPLITS = 4
@@ -254,16 +261,15 @@ def _split(lines: list[bytes], numbers, error: str | None, allowed: frozenset, d
     found = _CHANGED.search(error or "")
     if found is None or depth >= MAX_SPLITS:
         return None
-    path = found.group(1)
-    steps = path.split("/")[1:]
+    path = FieldPath.from_arrow(found.group(1))
     classes = None
-    if guessed is not None and "[]" not in steps:
-        classes = types_by_key_text(lines, steps[-1])
+    if guessed is not None and not path.in_array:
+        classes = types_by_key_text(lines, path.leaf)
         if classes is not None:
-            guessed.append(steps[-1])
+            guessed.append(path.leaf)
     if classes is None:
         try:
-            classes = [_json_types_at(orjson.loads(raw), steps) for raw in lines]
+            classes = [_json_types_at(orjson.loads(raw), path.steps) for raw in lines]
         except orjson.JSONDecodeError:
             return None
     order = list(dict.fromkeys(c for c in classes if c))
@@ -301,15 +307,13 @@ def types_by_key_text(lines: list[bytes], name: str) -> list | None:
         return None
     first = pc.extract_regex(text, key + "(?P<c>.)").field("c").to_pylist()
     if "{" in first or "[" in first:
-        return None  # an empty object or array is no value (schema.is_empty): the text does not say
+        return None  # an empty object or array is no value (typerules.is_empty): the text does not say
     return [frozenset([_TEXT_TYPES[c]]) if c in _TEXT_TYPES else frozenset() for c in first]
 
 
-def _json_types_at(value, steps: list[str]) -> frozenset:
-    """The JSON types ("number", "string", ...) found at a pyarrow column path ("[]": array elements);
-    none for null and empty values ([], {}: schema.is_empty)."""
-    from lake_assets.core.schema import is_empty
-
+def _json_types_at(value, steps: tuple) -> frozenset:
+    """The JSON types ("number", "string", ...) found at the steps of a FieldPath (ELEMENT: array
+    elements); none for null and empty values ([], {}: typerules.is_empty)."""
     if value is None or (not steps and is_empty(value)):
         return frozenset()
     if not steps:
@@ -319,7 +323,7 @@ def _json_types_at(value, steps: list[str]) -> frozenset:
             return frozenset(["number"])
         return frozenset([{str: "string", dict: "object", list: "array"}[type(value)]])
     head, rest = steps[0], steps[1:]
-    if head == "[]":
+    if head is ELEMENT:
         return frozenset().union(*(_json_types_at(v, rest) for v in value)) if isinstance(value, list) \
             else frozenset()
     return _json_types_at(value.get(head), rest) if isinstance(value, dict) else frozenset()
@@ -329,7 +333,7 @@ def _in_file_order(kind, lines: list[bytes], numbers, parts: list, split: set):
     """`kind` with its fields in the order they first appear in the file: pyarrow's order when it
     reads all lines, the lost parts' conflicting values (fields named once, outside arrays:
     types_by_key_text found them) made null; None when that does not parse."""
-    names = "|".join(re.escape(path.rsplit("/", 1)[-1]) for path in split)
+    names = "|".join(re.escape(path.leaf) for path in split)
     value = re.compile(rb'("(?:' + names.encode() + rb')"\s*:\s*)(?:"(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*|true|false)')
     blanked = list(lines)
     for part in parts[1:]:
@@ -357,50 +361,17 @@ def _reordered(kind, order):
     return kind
 
 
-def _key_paths(tree, path: str = "", value: bool = False) -> set[str]:
-    """The field paths of an Inferrer kind, or (value=True) of a parsed JSON value."""
-    out: set[str] = set()
+def _key_paths(tree, path: FieldPath = FieldPath(), value: bool = False) -> set[FieldPath]:
+    """The field paths of a kind, or (value=True) of a parsed JSON value."""
+    out: set[FieldPath] = set()
     if isinstance(tree, dict):
         for k, v in tree.items():
-            out.add(f"{path}/{k}")
-            out |= _key_paths(v, f"{path}/{k}", value)
+            out.add(path.child(k))
+            out |= _key_paths(v, path.child(k), value)
     elif isinstance(tree, list):
         for item in (tree if value else tree[:1]):
-            out |= _key_paths(item, path + "/[]", value)
+            out |= _key_paths(item, path.child(ELEMENT), value)
     return out
-
-
-def _merge_kinds(a, b, path: str, conflicts: list, absorbed: list):
-    """Inferrer kinds merged as Inferrer._merge merges values (`a` first); conflict paths, and the
-    paths where a STRING took another type, appended in pyarrow's notation."""
-    from lake_assets.core.schema import unknown_kind
-
-    if b is None:
-        return a
-    if a == "string":  # a STRING column takes any value (as Inferrer._merge), no conflict
-        if b != "string":
-            absorbed.append(path)
-        return a
-    if a is None:
-        return b
-    same = (isinstance(a, dict) and isinstance(b, dict)) or (isinstance(a, list) and isinstance(b, list))
-    if not same and unknown_kind(b):  # only empty values: no conflict
-        return a
-    if not same and unknown_kind(a):
-        return b
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = dict(a)
-        for k, v in b.items():
-            out[k] = _merge_kinds(out.get(k), v, f"{path}/{k}", conflicts, absorbed)
-        return out
-    if isinstance(a, list) and isinstance(b, list):
-        return [_merge_kinds(a[0], b[0], path + "/[]", conflicts, absorbed)]
-    if a == b:
-        return a
-    if isinstance(a, str) and isinstance(b, str) and {a, b} == {"bigint", "double"}:
-        return "double"
-    conflicts.append(path)
-    return a
 
 
 NOT_INFERRED = object()
@@ -440,15 +411,15 @@ def arrow_kind(t, depth: int):
 
 
 def ts_shapes(table) -> dict:
-    """{field path: shape} for the string fields whose every value has one of TS_SHAPES (and is a
-    real calendar date). Paths: names joined by "." with "[]" for array elements ("a.b[].c")."""
+    """{FieldPath: shape} for the string fields whose every value has one of TS_SHAPES (and is a
+    real calendar date); ELEMENT for array elements (`a.b[].c`)."""
     out = {}
     for name, column in zip(table.column_names, table.columns):
-        _ts_walk(column, name, out)
+        _ts_walk(column, FieldPath((name,)), out)
     return out
 
 
-def _ts_walk(arr, path: str, out: dict) -> None:
+def _ts_walk(arr, path: FieldPath, out: dict) -> None:
     import pyarrow.compute as pc
 
     t = arr.type
@@ -456,10 +427,10 @@ def _ts_walk(arr, path: str, out: dict) -> None:
         chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
         for i in range(t.num_fields):
             name = t.field(i).name
-            _ts_walk(pa.chunked_array([c.flatten()[i] for c in chunks], t.field(i).type), f"{path}.{name}", out)
+            _ts_walk(pa.chunked_array([c.flatten()[i] for c in chunks], t.field(i).type), path.child(name), out)
     elif pa.types.is_list(t):
         chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
-        _ts_walk(pa.chunked_array([c.flatten() for c in chunks], t.value_type), path + "[]", out)
+        _ts_walk(pa.chunked_array([c.flatten() for c in chunks], t.value_type), path.child(ELEMENT), out)
     elif pa.types.is_string(t):
         first = next((v for v in arr.slice(0, 64).to_pylist() if v is not None), None)
         for shape, pattern in TS_SHAPES.items():

@@ -13,9 +13,10 @@ from pyspark.sql import types as T
 
 from lake_assets.config import ChecksConfig, LakeConfig, SourceConfig
 from lake_assets.core import tables
+from lake_assets.core.fieldpath import FOLD_PATTERN, FOLD_REPLACEMENT, FieldPath
 from lake_assets.core.layout import AUDIT_COLUMNS, BRONZE_PARTITION, LINE, RESCUED_FILE_PATH, SOURCE_FILE, Layout
 from lake_assets.core.ledger import COMMITTED, FAILED, Entry, Ledger
-from lake_assets.core.schema import SchemaDiff, diff
+from lake_assets.core.schema import INVALID_NAME_CHARS, SchemaDiff, diff
 from lake_assets.core.schema_log import SchemaLog, SchemaVersion
 
 PASS, WARN, ERROR = "PASS", "WARN", "ERROR"
@@ -23,7 +24,6 @@ CHECKS = ("rescued_data_rate", "malformed_rate", "unreadable_files", "schema_dri
 CLASSES = ("type_conflict", "unknown_field", "name_collision")
 _CLASS_WORDS = {"type_conflict": "type conflicts", "unknown_field": "unknown fields",
                 "name_collision": "name collisions"}
-_BAD_NAME_CHARS = set(" ,;{}()=\n\t")
 
 
 def pct(share: float) -> str:
@@ -102,24 +102,26 @@ class Rescued:
 def classify(path: str, schema: T.StructType, rescued_column: str) -> str:
     """Why a rescued path was rescued: its column exists (type_conflict), a name that can never be
     a column (name_collision: case twin, bad characters, audit name) or a field the schema lacks."""
+    try:
+        steps = FieldPath.parse(path).steps
+    except ValueError:  # not a path our rescue writes
+        return "unknown_field"
     t: T.DataType = schema
-    parts = path.strip("`").split(".")
-    for i, part in enumerate(parts):
-        name, arrays = part.split("[", 1)[0], part.count("[")
-        if isinstance(t, T.MapType):
-            return "type_conflict"
-        fields = {f.name: f.dataType for f in t.fields} if isinstance(t, T.StructType) else {}
-        if name not in fields:
-            lower = {n.lower() for n in fields}
-            reserved = i == 0 and name in (*AUDIT_COLUMNS, rescued_column, "_file_path")
-            if name.lower() in lower or _BAD_NAME_CHARS & set(name) or reserved:
-                return "name_collision"
-            return "unknown_field" if isinstance(t, T.StructType) else "type_conflict"
-        t = fields[name]
-        for _ in range(arrays):
+    for i, step in enumerate(steps):
+        if not isinstance(step, str):  # an array position
             if not isinstance(t, T.ArrayType):
                 return "type_conflict"
             t = t.elementType
+            continue
+        if isinstance(t, T.MapType):
+            return "type_conflict"
+        fields = {f.name: f.dataType for f in t.fields} if isinstance(t, T.StructType) else {}
+        if step not in fields:
+            reserved = i == 0 and step in (*AUDIT_COLUMNS, rescued_column, RESCUED_FILE_PATH)
+            if step.lower() in {n.lower() for n in fields} or INVALID_NAME_CHARS.search(step) or reserved:
+                return "name_collision"
+            return "unknown_field" if isinstance(t, T.StructType) else "type_conflict"
+        t = fields[step]
     return "type_conflict"
 
 
@@ -136,7 +138,7 @@ def rescued_by_day(spark, layout: Layout, rescued_column: str, days: list[str], 
              .select(BRONZE_PARTITION, SOURCE_FILE, LINE, F.explode(keys).alias("raw"))
              .where(F.col("raw") != RESCUED_FILE_PATH)
              .select(BRONZE_PARTITION, SOURCE_FILE, LINE,
-                     F.regexp_replace("raw", r"\[\d+\]", "[]").alias("path")).distinct())
+                     F.regexp_replace("raw", FOLD_PATTERN, FOLD_REPLACEMENT).alias("path")).distinct())
     counted = paths.groupBy(BRONZE_PARTITION, "path").count().collect()
     data = T.StructType([f for f in schema.fields if f.name not in (*AUDIT_COLUMNS, rescued_column)])
     kind = {r["path"]: classify(r["path"], data, rescued_column) for r in counted}

@@ -244,16 +244,15 @@ class _TypedReader(_Reader):
 
     def _piece(self, table, numbers, raw, f: dict) -> pa.RecordBatch:
         """One part of a typed file: conformed, its misfit fields rescued; or walked."""
-        from lake_assets.core.records import field_path, rescued_json
-        from lake_assets.core.schema import Inferrer
+        from lake_assets.core.fieldpath import FieldPath
+        from lake_assets.core.records import rescued_json
+        from lake_assets.core.typerules import kind_type
 
-        inferrer = Inferrer()
-        inferrer.kind = pyarrow_scan.arrow_kind(pa.struct(list(table.schema)), 0)
-        seen = inferrer.result()
+        seen = kind_type(pyarrow_scan.arrow_kind(pa.struct(list(table.schema)), 0))
         ts = pyarrow_scan.ts_shapes(table) if self.timestamps else {}
         misfits: dict = {}
         for schema in self.schemas:
-            typed_rows.misfits(schema, seen, ts, [], misfits)
+            typed_rows.misfits(schema, seen, ts, FieldPath(), misfits)
         moved = typed_rows.moved_fields(table, misfits, self.rescue_unknown)
         if moved is None:
             if raw is None:
@@ -261,11 +260,11 @@ class _TypedReader(_Reader):
             return typed_rows.walked_batch(self.out, self.declared, self.fitter, list(zip(numbers.tolist(), raw)), f)
         table, values = moved
         rows: list[dict] = [{} for _ in range(table.num_rows)]
-        for steps, column in values:
-            if self.rescue_unknown or misfits[steps] is not None:  # unknown fields: rescued, or ignored (none)
+        for path, column in values:
+            if self.rescue_unknown or misfits[path] is not None:  # unknown fields: rescued, or ignored (none)
                 for row, value in zip(rows, column.to_pylist()):
                     if value is not None:
-                        row[field_path(steps)] = value
+                        row[path.format()] = value
         rescued = pa.array([rescued_json(row, f["uri"]) for row in rows], pa.string()) if values \
             else pa.nulls(table.num_rows, pa.string())
         return typed_rows.typed_batch(self.out, self.declared, table, numbers, rescued, f)

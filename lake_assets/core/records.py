@@ -3,8 +3,9 @@
 A value fits a column when the column can hold it unchanged (integers also fit DOUBLE columns).
 Everything else — unknown fields (outside `addNewColumns`), type conflicts, names that differ only
 in case or that Delta rejects, integers that overflow a hinted INT — goes to the rescued column
-verbatim, keyed by its field path (`device.fw.patch`, `signals[2].unit`; a key holding a dot is
-backtick-quoted: `` meta.`CodePipeline.job` ``). Pure Python, no Spark.
+verbatim, keyed by its field path (fieldpath: `device.fw.patch`, `signals[2].unit`; a key holding
+a dot is backtick-quoted: `` meta.`CodePipeline.job` ``). Which values fit which columns is the
+table typerules.FITS. Pure Python, no Spark.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import re
 import orjson
 from pyspark.sql import types as T
 
-from lake_assets.core.schema import is_empty
+from lake_assets.core.fieldpath import join
+from lake_assets.core.layout import RESCUED_FILE_PATH
+from lake_assets.core.typerules import ALL, SOME, fits, is_empty, value_tag
 from lake_assets.errors import LakeError
 
 _INT_RANGES = {T.ByteType: 2**7, T.ShortType: 2**15, T.IntegerType: 2**31, T.LongType: 2**63}
@@ -92,134 +95,131 @@ def _parse_exact(line: bytes, non_finite: bool = False):
         raise Malformed(f"invalid JSON: {exc}") from None
 
 
-def path_segment(key: str) -> str:
-    """A key as one segment of a rescued field path. Keys holding `.`, a backtick or brackets are
-    backtick-quoted (backticks doubled), as Spark quotes names: `{"a.b": 1}` is rescued under
-    `` `a.b` ``, `{"a": {"b": 1}}` under `a.b`."""
-    return "`" + key.replace("`", "``") + "`" if any(c in key for c in ".`[]") else key
-
-
-def field_path(steps) -> str:
-    return ".".join(path_segment(s) for s in steps)
-
-
 class Fitter:
     """Fits parsed records to one schema. `rescue_unknown` is False only for mode `none`."""
 
     def __init__(self, schema: T.StructType, rescue_unknown: bool = True):
         self.schema = schema
         self.rescue_unknown = rescue_unknown
+        self._fields: dict[int, dict] = {}  # id of a StructType of `schema` -> {name: type}
 
     def fit(self, record: dict) -> tuple[dict, dict, list[str]]:
         """(clean record, rescued {path: value}, ignored unknown paths)."""
         rescued: dict = {}
         ignored: list[str] = []
-        clean = self._struct(record, self.schema, "", rescued, ignored)
+        clean = self._struct(record, self.schema, None, rescued, ignored)
         return clean, rescued, ignored
 
-    def _struct(self, obj: dict, schema: T.StructType, path: str, rescued: dict, ignored: list) -> dict:
-        fields = {f.name: f.dataType for f in schema.fields}
+    def _struct(self, obj: dict, schema: T.StructType, path: str | None, rescued: dict, ignored: list) -> dict:
+        fields = self._fields.get(id(schema))
+        if fields is None:
+            fields = self._fields[id(schema)] = {f.name: f.dataType for f in schema.fields}
         out = {}
         for key, value in obj.items():
-            sub = f"{path}.{path_segment(key)}" if path else path_segment(key)
-            if key in fields:
-                fitted = self._value(value, fields[key], sub, rescued, ignored)
+            t = fields.get(key)
+            if t is not None:
+                fitted = self._value(value, t, path, key, rescued, ignored)
                 if fitted is not None:
                     out[key] = fitted
             elif is_empty(value):  # null, [], {}: nothing to keep, never rescued
                 continue
             elif self.rescue_unknown:
-                rescued[sub] = value
+                rescued[join(path, key)] = value
             else:
-                ignored.append(sub)
+                ignored.append(join(path, key))
         return out
 
-    def _value(self, value, t: T.DataType, path: str, rescued: dict, ignored: list):
+    def _value(self, value, t: T.DataType, parent: str | None, step, rescued: dict, ignored: list):
+        """`value` at `step` (a name or an array position) below the path `parent`, fitted to `t`;
+        what does not fit is rescued under its path (typerules.FITS)."""
         if value is None:
             return None
-        ok, fitted = True, value
-        if isinstance(t, T.StructType):
-            if isinstance(value, dict):
-                return self._struct(value, t, path, rescued, ignored)
-            ok = False
-        elif isinstance(t, T.ArrayType):
-            if isinstance(value, list):
-                return [self._value(v, t.elementType, f"{path}[{i}]", rescued, ignored)
-                        for i, v in enumerate(value)]
-            ok = False
-        elif isinstance(t, T.MapType):
-            if isinstance(value, dict):
-                return {k: self._value(v, t.valueType, f"{path}.{path_segment(k)}", rescued, ignored)
-                        for k, v in value.items()}
-            ok = False
-        else:
-            ok, fitted = fit_atomic(value, t)
-        if not ok and is_empty(value):  # [] or {} where the column holds something else: null, not a conflict
-            return None
-        if not ok:
-            rescued[path] = value
-            return None
-        return fitted
+        if isinstance(t, T.StructType) and isinstance(value, dict):
+            return self._struct(value, t, join(parent, step), rescued, ignored)
+        if isinstance(t, T.ArrayType) and isinstance(value, list):
+            path = join(parent, step)
+            return [self._value(v, t.elementType, path, i, rescued, ignored) for i, v in enumerate(value)]
+        if isinstance(t, T.MapType) and isinstance(value, dict):
+            path = join(parent, step)
+            return {k: self._value(v, t.valueType, path, k, rescued, ignored) for k, v in value.items()}
+        ok, fitted = fit_atomic(value, t)
+        if ok:
+            return fitted
+        if not is_empty(value):  # [] or {} where the column holds something else: null, not a conflict
+            rescued[join(parent, step)] = value
+        return None
 
 
 def fit_atomic(value, t: T.DataType) -> tuple[bool, object]:
-    """Whether a JSON scalar fits an atomic column type, and the value to write."""
-    if isinstance(t, T.StringType):  # any value, as its JSON text (as Spark's JSON reader stores it)
-        return True, value if isinstance(value, str) else json_text(value)
-    if isinstance(t, T.BooleanType):
-        return isinstance(value, bool), value
-    if isinstance(value, bool):
+    """Whether a JSON value fits a column of type `t` (typerules.FITS), and the value to write."""
+    if fits(value_tag(value), t)[0] not in (ALL, SOME):
         return False, value
-    if type(t) in _INT_RANGES:
-        bound = _INT_RANGES[type(t)]
-        return isinstance(value, int) and -bound <= value < bound, value
-    if isinstance(t, (T.DoubleType, T.FloatType)):
-        if isinstance(value, int) and not -2**63 <= value < 2**63:
-            return False, value   # an integer past BIGINT is rescued verbatim, never rounded
-        if isinstance(value, (int, float)):
-            as_float = float(value)
-            if isinstance(t, T.FloatType) and abs(as_float) > 3.4028234e38:
-                return False, value
-            return True, as_float if isinstance(value, int) and abs(value) >= 2**53 else value
+    return _CONVERT[type(t)](value, t)
+
+
+def _to_string(value, t) -> tuple[bool, object]:  # any value, as its JSON text (as Spark's JSON reader stores it)
+    return True, value if isinstance(value, str) else json_text(value)
+
+
+def _as_is(value, t) -> tuple[bool, object]:
+    return True, value
+
+
+def _to_integer(value: int, t) -> tuple[bool, object]:
+    bound = _INT_RANGES[type(t)]
+    return -bound <= value < bound, value
+
+
+def _to_floating(value: int | float, t) -> tuple[bool, object]:
+    if isinstance(value, int) and not -2**63 <= value < 2**63:
+        return False, value   # an integer past BIGINT is rescued verbatim, never rounded
+    if isinstance(t, T.FloatType) and abs(float(value)) > 3.4028234e38:
         return False, value
-    if isinstance(t, T.DecimalType):
-        if isinstance(value, (int, float)):
-            d = decimal.Decimal(str(value))
-            digits = len(d.as_tuple().digits)
-            exponent = d.as_tuple().exponent
-            scale_used = max(0, -exponent)
-            int_digits = max(0, digits + exponent)
-            fits = scale_used <= t.scale and int_digits <= t.precision - t.scale
-            # past 64 bits as text (the JSON encoder stops there; from_json reads decimals from strings)
-            return fits, str(value) if isinstance(value, int) and not -2**63 <= value < 2**63 else value
-        return False, value
-    if isinstance(t, T.DateType):
-        if isinstance(value, str) and _DATE.match(value):
-            try:
-                dt.date.fromisoformat(value)
-                return True, value
-            except ValueError:
-                pass
-        return False, value
-    if isinstance(t, T.TimestampType):
-        if isinstance(value, str):
-            try:
-                ts = dt.datetime.fromisoformat(value)
-            except ValueError:
-                return False, value
-            if ts.tzinfo is None:
-                ts = ts.replace(tzinfo=dt.timezone.utc)
-            try:
-                ts = ts.astimezone(dt.timezone.utc)
-            except OverflowError:  # the UTC instant falls outside years 1..9999
-                return False, value
-            # One canonical UTC form, "YYYY-MM-DD HH:MM:SS.ffffff", which pyarrow reads back.
-            return True, ts.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-        return False, value
-    if isinstance(t, T.BinaryType):  # (landings room) base64 text, e.g. DynamoDB B: framing.from_base64
-        from lake_assets.core.framing import from_base64
-        return from_base64(value)
+    return True, float(value) if isinstance(value, int) and abs(value) >= 2**53 else value
+
+
+def _to_decimal(value: int | float, t: T.DecimalType) -> tuple[bool, object]:
+    sign, digits, exponent = decimal.Decimal(str(value)).as_tuple()
+    fits_scale = max(0, -exponent) <= t.scale and max(0, len(digits) + exponent) <= t.precision - t.scale
+    # past 64 bits as text (the JSON encoder stops there; from_json reads decimals from strings)
+    return fits_scale, str(value) if isinstance(value, int) and not -2**63 <= value < 2**63 else value
+
+
+def _to_date(value: str, t) -> tuple[bool, object]:
+    if _DATE.match(value):
+        try:
+            dt.date.fromisoformat(value)
+            return True, value
+        except ValueError:
+            pass
     return False, value
+
+
+def _to_timestamp(value: str, t) -> tuple[bool, object]:
+    try:
+        ts = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return False, value
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=dt.timezone.utc)
+    try:
+        ts = ts.astimezone(dt.timezone.utc)
+    except OverflowError:  # the UTC instant falls outside years 1..9999
+        return False, value
+    # One canonical UTC form, "YYYY-MM-DD HH:MM:SS.ffffff", which pyarrow reads back.
+    return True, ts.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def _to_binary(value: str, t) -> tuple[bool, object]:  # base64 text, e.g. DynamoDB B (landings room)
+    from lake_assets.core.framing import from_base64
+
+    return from_base64(value)
+
+
+# How a value typerules.FITS lets into a column is written there.
+_CONVERT = {T.StringType: _to_string, T.BooleanType: _as_is, T.DoubleType: _to_floating,
+            T.FloatType: _to_floating, T.DecimalType: _to_decimal, T.DateType: _to_date,
+            T.TimestampType: _to_timestamp, T.BinaryType: _to_binary, **{integer: _to_integer for integer in _INT_RANGES}}
 
 
 def json_text(value) -> str:
@@ -238,8 +238,8 @@ def rescued_json(rescued: dict, file_path: str) -> str | None:
     if not rescued:
         return None
     # a data field named like the file key keeps its value under a quoted path (`_file_path`)
-    doc = {("`_file_path`" if k == "_file_path" else k): v for k, v in rescued.items()}
-    doc["_file_path"] = file_path
+    doc = {("`" + k + "`" if k == RESCUED_FILE_PATH else k): v for k, v in rescued.items()}
+    doc[RESCUED_FILE_PATH] = file_path
     try:
         return orjson.dumps(doc).decode()
     except orjson.JSONEncodeError:  # integers past 64 bits

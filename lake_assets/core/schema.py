@@ -1,10 +1,10 @@
 """Schemas as plain values (pyspark.sql.types) and pure functions over them.
 
 Inference follows Auto Loader's `inferColumnTypes`: JSON integers are BIGINT, other numbers
-DOUBLE, objects STRUCT, arrays ARRAY. Merging keeps the first-seen type of a field; the only
-widening is BIGINT + DOUBLE -> DOUBLE, and a STRING takes any value (as its JSON text). Null, `[]`
-and `{}` are never a conflict; fields seen only as those are left out until a value shows their
-type. Nothing here touches Spark or storage.
+DOUBLE, objects STRUCT, arrays ARRAY. Merging (the table typerules.MERGE) keeps the first-seen type
+of a field; the only widening is BIGINT + DOUBLE -> DOUBLE, and a STRING takes any value (as its
+JSON text). Null, `[]` and `{}` are never a conflict; fields seen only as those are left out until
+a value shows their type. Nothing here touches Spark or storage.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import types as T
 
+from lake_assets.core.fieldpath import ELEMENT, VALUES, FieldPath
+from lake_assets.core.typerules import (
+    CHILDREN, CLASH, CONTAINERS, DOUBLE, EMPTY, MERGE, SECOND, STRUCT, VALUE_TAG, WIDEN, is_empty, kind_tag, kind_type,
+    merge_kinds, settle, type_kind, unknown_kind, value_tag,
+)
 from lake_assets.errors import LakeError
 
 # Characters Delta (without column mapping) rejects in column names.
 INVALID_NAME_CHARS = re.compile(r"[ ,;{}()\n\t=]")
-
-NUMERIC_RANK = {T.ByteType: 1, T.ShortType: 2, T.IntegerType: 3, T.LongType: 4,
-                T.FloatType: 5, T.DoubleType: 6}
 
 
 class SchemaError(LakeError, ValueError):
@@ -30,10 +32,9 @@ class SchemaError(LakeError, ValueError):
 # ---------------------------------------------------------------- inference
 
 class Inferrer:
-    """Accumulates the type of many JSON records in plain Python values (fast), then builds the
-    StructType once. `conflicts` counts values whose type did not merge (first seen wins)."""
+    """Accumulates the kinds (typerules) of many JSON records in plain Python values (fast), then
+    builds the StructType once. `conflicts` counts values whose type did not merge (first seen wins)."""
 
-    # Kinds: None (null), "boolean", "bigint", "double", "string", dict (struct), list [element].
     def __init__(self):
         self.kind: dict = {}
         self.conflicts = 0
@@ -42,103 +43,37 @@ class Inferrer:
         self.kind = self._merge(self.kind, record)
 
     def _merge(self, acc, value):
-        if value is None or acc == "string":  # a STRING column takes any value, as its JSON text
+        """`value` merged into the kind `acc` by typerules.MERGE."""
+        try:
+            second = VALUE_TAG[value.__class__]
+        except KeyError:
+            second = value_tag(value)
+        if second is acc:  # the same scalar kind again (MERGE's diagonal: first), the common case
             return acc
-        if isinstance(value, dict):
-            if acc is None:
-                acc = {}
-            elif not isinstance(acc, dict):
-                if is_empty(value):  # {} is no conflict
-                    return acc
-                if not unknown_kind(acc):
-                    self.conflicts += 1
-                    return acc
-                acc = {}
+        if acc.__class__ is not dict or second is not STRUCT:  # (struct into struct, the next: CHILDREN)
+            rule = MERGE[kind_tag(acc)][second]
+            if rule == EMPTY:
+                rule = settle(is_empty(value), unknown_kind(acc))
+            if rule == SECOND and second in CONTAINERS:
+                acc = {} if second is STRUCT else [None]
+            elif rule != CHILDREN:
+                self.conflicts += rule == CLASH  # also a scalar where a struct or array was seen first
+                return second if rule == SECOND else DOUBLE if rule == WIDEN else acc
+        if second is STRUCT:
             for k, v in value.items():
                 acc[k] = self._merge(acc.get(k), v)
-            return acc
-        if isinstance(value, list):
-            if acc is None:
-                acc = [None]
-            elif not isinstance(acc, list):
-                if is_empty(value):  # [] is no conflict
-                    return acc
-                if not unknown_kind(acc):
-                    self.conflicts += 1
-                    return acc
-                acc = [None]
+        else:
             for item in value:
                 acc[0] = self._merge(acc[0], item)
-            return acc
-        if isinstance(value, bool):
-            kind = "boolean"
-        elif isinstance(value, int):
-            kind = "bigint"  # past 64 bits too: such a value is then rescued verbatim, never rounded
-        elif isinstance(value, float):
-            kind = "double"
-        else:
-            kind = "string"
-        if acc is None or acc == kind or unknown_kind(acc):  # a field seen only empty takes its first value's type
-            return kind
-        if isinstance(acc, str) and {acc, kind} == {"bigint", "double"}:
-            return "double"
-        self.conflicts += 1  # also a scalar where a struct or array was seen first
         return acc
 
     def result(self) -> T.StructType:
-        return self._build(self.kind)
-
-    def _build(self, kind) -> T.DataType:
-        if kind is None:
-            return T.NullType()
-        if isinstance(kind, dict):
-            return T.StructType([T.StructField(k, self._build(v)) for k, v in kind.items()])
-        if isinstance(kind, list):
-            return T.ArrayType(self._build(kind[0]))
-        return {"boolean": T.BooleanType(), "bigint": T.LongType(), "double": T.DoubleType(),
-                "string": T.StringType()}[kind]
-
-
-def unknown_kind(kind) -> bool:
-    """An Inferrer kind that says nothing yet: null, or only empty arrays and objects."""
-    if isinstance(kind, dict):
-        return all(unknown_kind(v) for v in kind.values())
-    if isinstance(kind, list):
-        return unknown_kind(kind[0])
-    return kind is None
-
-
-def is_empty(value) -> bool:
-    """A JSON value with nothing in it: null, [], {}, or arrays and objects of those only."""
-    if isinstance(value, dict):
-        return all(is_empty(v) for v in value.values())
-    if isinstance(value, list):
-        return all(is_empty(v) for v in value)
-    return value is None
-
-
-def infer_value(value) -> T.DataType:
-    """The type of one parsed JSON value."""
-    inferrer = Inferrer()
-    return inferrer._build(inferrer._merge(None, value))
+        return kind_type(self.kind)
 
 
 def merge_types(a: T.DataType, b: T.DataType) -> T.DataType:
-    """Merge two inferred types; `a` was seen first and wins a conflict."""
-    if isinstance(a, T.NullType):
-        return b
-    if isinstance(b, T.NullType) or a == b:
-        return a
-    if isinstance(a, T.StructType) and isinstance(b, T.StructType):
-        merged = {f.name: f.dataType for f in a.fields}
-        for f in b.fields:
-            merged[f.name] = merge_types(merged[f.name], f.dataType) if f.name in merged else f.dataType
-        return T.StructType([T.StructField(k, v) for k, v in merged.items()])
-    if isinstance(a, T.ArrayType) and isinstance(b, T.ArrayType):
-        return T.ArrayType(merge_types(a.elementType, b.elementType))
-    if {type(a), type(b)} == {T.LongType, T.DoubleType}:
-        return T.DoubleType()
-    return a
+    """Merge two inferred types by typerules.MERGE; `a` was seen first and wins a conflict."""
+    return kind_type(merge_kinds(type_kind(a), type_kind(b)))
 
 
 def drop_unknown(t: T.DataType) -> T.DataType | None:
@@ -271,14 +206,19 @@ def _split_top_level(text: str, sep: str = ",") -> list[str]:
 
 
 def parse_hints(text: str | None) -> list[tuple[list[str], T.DataType]]:
-    """Auto Loader `schemaHints`: `"a STRING, b.c DOUBLE, arr.element.x INT, m.value INT"`."""
+    """Auto Loader `schemaHints`: `"a STRING, b.c DOUBLE, arr.element.x INT, m.value INT"` (names
+    as in field paths: `` `a.b` INT `` is the field `a.b`)."""
     hints = []
     for part in _split_top_level(text or ""):
-        m = re.match(r"^((?:`[^`]+`|[^\s`.]+)(?:\.(?:`[^`]+`|[^\s`.]+))*)\s+(.+)$", part)
-        if not m:
-            raise SchemaError(f"schema hint {part!r} is not '<field path> <TYPE>'")
-        path = [p.strip("`") for p in re.findall(r"`[^`]+`|[^\s`.]+", m.group(1))]
-        hints.append((path, parse_type(m.group(2))))
+        m = re.match(r"^((?:`(?:[^`]|``)*`|[^\s`])+)\s+(.+)$", part)
+        try:
+            path = FieldPath.parse(m.group(1)) if m else None
+        except ValueError:
+            path = None
+        if path is None or path.in_array or "" in path.steps:
+            raise SchemaError(f"schema hint {part!r} is not '<field path> <TYPE>' "
+                              f"(array elements and map values are `element`, `key`, `value`)")
+        hints.append((list(path.steps), parse_type(m.group(2))))
     return hints
 
 
@@ -342,17 +282,17 @@ class SchemaDiff:
         return {"added": self.added, "removed": self.removed, "retyped": self.retyped}
 
 
-def _paths(t: T.DataType, prefix: str = "") -> dict[str, T.DataType]:
+def _paths(t: T.DataType, prefix: FieldPath = FieldPath()) -> dict[FieldPath, T.DataType]:
     out = {}
     if isinstance(t, T.StructType):
         for f in t.fields:
-            path = f"{prefix}.{f.name}" if prefix else f.name
+            path = prefix.child(f.name)
             out[path] = f.dataType
             out.update(_paths(f.dataType, path))
     elif isinstance(t, T.ArrayType):
-        out.update(_paths(t.elementType, f"{prefix}[]"))
+        out.update(_paths(t.elementType, prefix.child(ELEMENT)))
     elif isinstance(t, T.MapType):
-        out.update(_paths(t.valueType, f"{prefix}{{}}"))
+        out.update(_paths(t.valueType, prefix.child(VALUES)))
     return out
 
 
@@ -368,22 +308,18 @@ def _leafish(t: T.DataType) -> str:
 
 
 def diff(old: T.StructType, new: T.StructType) -> SchemaDiff:
-    """Added / removed / retyped field paths (`a.b`, `arr[].x`) from `old` to `new`."""
+    """Added / removed / retyped field paths (FieldPath.plain: `a.b`, `arr[].x`) from `old` to `new`."""
     a, b = _paths(old), _paths(new)
-    added = [f"{p} {b[p].simpleString()}" for p in b if p not in a and not _under_any(p, b, a)]
-    removed = [p for p in a if p not in b and not _under_any(p, a, b)]
-    retyped = [f"{p}: {_leafish(a[p])} -> {_leafish(b[p])}" for p in a
+    added = [f"{p.plain()} {b[p].simpleString()}" for p in b if p not in a and not _under_any(p, b, a)]
+    removed = [p.plain() for p in a if p not in b and not _under_any(p, a, b)]
+    retyped = [f"{p.plain()}: {_leafish(a[p])} -> {_leafish(b[p])}" for p in a
                if p in b and _leafish(a[p]) != _leafish(b[p])]
     return SchemaDiff(added, removed, retyped)
 
 
-def _under_any(path: str, mine: dict, other: dict) -> bool:
+def _under_any(path: FieldPath, mine: dict, other: dict) -> bool:
     """Whether an ancestor of `path` is itself missing from `other` (so only the ancestor is reported)."""
-    for anc in mine:
-        if anc != path and path.startswith(anc) and path[len(anc):len(anc) + 1] in (".", "[", "{") \
-                and anc not in other:
-            return True
-    return False
+    return any(path.under(anc) and anc not in other for anc in mine)
 
 
 # ---------------------------------------------------------------- evolution
@@ -405,27 +341,27 @@ def evolve(current: T.StructType, seen: T.StructType, mode: str,
     """
     new_fields: list[str] = []
     rejected: dict[str, str] = {}
-    grown = _grow(current, seen, "", new_fields, rejected, reserved)
+    grown = _grow(current, seen, FieldPath(), new_fields, rejected, reserved)
     grown = apply_hints(grown, hints)
     return Evolution(grown if mode == "addNewColumns" else apply_hints(current, hints),
                      new_fields, rejected)
 
 
-def _grow(cur: T.DataType | None, seen: T.DataType, path: str, new_fields: list, rejected: dict,
+def _grow(cur: T.DataType | None, seen: T.DataType, path: FieldPath, new_fields: list, rejected: dict,
           reserved: frozenset[str]) -> T.DataType | None:
     if isinstance(seen, T.StructType) and (cur is None or isinstance(cur, T.StructType)):
         fields = list(cur.fields) if cur is not None else []
         by_name = {f.name: i for i, f in enumerate(fields)}
         for f in seen.fields:
-            sub = f"{path}.{f.name}" if path else f.name
+            sub = path.child(f.name)
             if f.name in by_name:
                 i = by_name[f.name]
                 fields[i] = T.StructField(f.name, _grow(fields[i].dataType, f.dataType, sub, new_fields,
                                                         rejected, frozenset()))
                 continue
-            problem = name_problem(f.name, [x.name for x in fields], reserved if not path else frozenset())
+            problem = name_problem(f.name, [x.name for x in fields], frozenset() if path.steps else reserved)
             if problem:
-                rejected[sub] = problem
+                rejected[sub.plain()] = problem
                 continue
             added = drop_unknown(f.dataType)
             if added is None:
@@ -433,12 +369,12 @@ def _grow(cur: T.DataType | None, seen: T.DataType, path: str, new_fields: list,
             added = _grow(None, added, sub, [], rejected, frozenset())
             if added is None:
                 continue
-            new_fields.append(f"{sub} {added.simpleString()}")
+            new_fields.append(f"{sub.plain()} {added.simpleString()}")
             by_name[f.name] = len(fields)
             fields.append(T.StructField(f.name, added))
         return T.StructType(fields) if (fields or cur is not None) else None
     if isinstance(seen, T.ArrayType) and (cur is None or isinstance(cur, T.ArrayType)):
-        element = _grow(cur.elementType if cur is not None else None, seen.elementType, path + "[]",
+        element = _grow(cur.elementType if cur is not None else None, seen.elementType, path.child(ELEMENT),
                         new_fields, rejected, frozenset())
         return T.ArrayType(element) if element is not None else cur
     if cur is None:

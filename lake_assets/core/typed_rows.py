@@ -12,7 +12,9 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from lake_assets.core import framing
+from lake_assets.core.fieldpath import ELEMENT, FieldPath
 from lake_assets.core.pyarrow_scan import arrow_read
+from lake_assets.core.typerules import BIGINT, BOOLEAN, CAST, CHECK, NONE, SHAPE, STRING, TYPE_TAG, fits
 from lake_assets.errors import LakeError
 
 
@@ -20,9 +22,9 @@ class DoesNotConvert(LakeError):
     """A value of a pyarrow column does not convert to its column's type as the Fitter would."""
 
 
-def misfits(target, seen, ts: dict, steps: list, out: dict) -> None:
-    """Into `out`, {field steps: target type (None: not in `target`)} for the fields of `seen`
-    whose values conform cannot turn into `target` as the Fitter would write them (_leaf_fits)."""
+def misfits(target, seen, ts: dict, path: FieldPath, out: dict) -> None:
+    """Into `out`, {FieldPath: target type (None: not in `target`)} for the fields of `seen` whose
+    values conform cannot turn into `target` as the Fitter would write them (typerules.FITS)."""
     from pyspark.sql import types as T
 
     from lake_assets.core.schema import drop_unknown
@@ -37,37 +39,42 @@ def misfits(target, seen, ts: dict, steps: list, out: dict) -> None:
             if f.name not in fields and drop_unknown(f.dataType) is None:
                 continue  # only empty values: left out, as the Fitter leaves them out
             if f.name not in fields:
-                out[tuple(steps + [f.name])] = None
+                out[path.child(f.name)] = None
             else:
-                misfits(fields[f.name], f.dataType, ts, steps + [f.name], out)
+                misfits(fields[f.name], f.dataType, ts, path.child(f.name), out)
         return
     if isinstance(target, T.ArrayType) and isinstance(seen, T.ArrayType):
-        misfits(target.elementType, seen.elementType, ts, steps + ["[]"], out)
+        misfits(target.elementType, seen.elementType, ts, path.child(ELEMENT), out)
         return
-    if not _leaf_fits(target, seen, ".".join(steps).replace(".[]", "[]") in ts):
-        out[tuple(steps)] = target
+    _, arrow = fits(TYPE_TAG[type(seen)], target)
+    if not (arrow in (CAST, CHECK) or arrow == SHAPE and path in ts):
+        out[path] = target
 
 
 def moved_fields(table, found: dict, rescue_unknown: bool):
-    """(table without the misfit fields, [(steps, their values)]) when each misfit is a field
+    """(table without the misfit fields, [(FieldPath, their values)]) when each misfit is a field
     outside arrays that the Fitter would rescue whatever its value — an unknown field, or a type
     that never fits its column — holding strings, booleans or integers, so the values move to the
     rescued column as they are (or an unknown field of any type mode `none` ignores); else None."""
     values = []
-    for steps, target in found.items():
-        column = None if "[]" in steps else _column_at(table, list(steps))
+    for path, target in found.items():
+        column = None if path.in_array else _column_at(table, path.names)
         ignored = target is None and not rescue_unknown
         if column is None or not ignored and not (
-                (pa.types.is_string(column.type) or pa.types.is_boolean(column.type) or pa.types.is_int64(column.type))
-                and _never_fits(target, column.type)):
+                column.type in _ARROW_TAG and (target is None or fits(_ARROW_TAG[column.type], target)[0] == NONE)):
             return None
-        values.append((steps, column))
-    for steps, _ in values:
-        top = _array(table.column(steps[0]))
-        table = table.drop_columns([steps[0]])
-        if len(steps) > 1:
-            table = table.append_column(steps[0], _drop_field(top, list(steps[1:])))
+        values.append((path, column))
+    for path, _ in values:
+        top, *below = path.names
+        column = _array(table.column(top))
+        table = table.drop_columns([top])
+        if below:
+            table = table.append_column(top, _drop_field(column, below))
     return table, values
+
+
+# The pyarrow types whose values move to the rescued column as they are, as typerules kinds.
+_ARROW_TAG = {pa.string(): STRING, pa.bool_(): BOOLEAN, pa.int64(): BIGINT}
 
 
 def _array(column: pa.ChunkedArray) -> pa.Array:
@@ -75,45 +82,31 @@ def _array(column: pa.ChunkedArray) -> pa.Array:
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
-def _column_at(table, steps: list[str]):
+def _column_at(table, names: tuple[str, ...]):
     """The values at a field path, null wherever a parent is null; None if there is no such field."""
-    if steps[0] not in table.column_names:
+    if names[0] not in table.column_names:
         return None
-    column = _array(table.column(steps[0]))
-    for name in steps[1:]:
+    column = _array(table.column(names[0]))
+    for name in names[1:]:
         if not pa.types.is_struct(column.type) or column.type.get_field_index(name) < 0:
             return None
         column = column.flatten()[column.type.get_field_index(name)]
     return column
 
 
-def _drop_field(arr, steps: list[str]):
-    """A struct array without the field at `steps` below it."""
+def _drop_field(arr, names: list[str]):
+    """A struct array without the field at the path `names` below it."""
     fields, children = [], []
     for i in range(arr.type.num_fields):
         field, child = arr.type.field(i), arr.field(i)
-        if field.name == steps[0]:
-            if len(steps) == 1:
+        if field.name == names[0]:
+            if len(names) == 1:
                 continue
-            child = _drop_field(child, steps[1:])
+            child = _drop_field(child, names[1:])
             field = pa.field(field.name, child.type)
         fields.append(field)
         children.append(child)
     return pa.StructArray.from_arrays(children, fields=fields, mask=arr.is_null())
-
-
-def _never_fits(target, arrow_type) -> bool:
-    """Whether records.fit_atomic rejects every value of this pyarrow type (string, boolean or
-    int64) for `target` (None: an unknown field, rescued or ignored whatever its value)."""
-    from pyspark.sql import types as T
-
-    if target is None:
-        return True
-    if pa.types.is_boolean(arrow_type):
-        return not isinstance(target, (T.BooleanType, T.StringType))
-    if pa.types.is_string(arrow_type):
-        return not isinstance(target, (T.StringType, T.DateType, T.TimestampType))
-    return isinstance(target, (T.BooleanType, T.DateType, T.TimestampType, T.StructType, T.ArrayType, T.MapType))
 
 
 def typed_batch(out: pa.Schema, declared: pa.Schema, table, numbers, rescued: pa.Array, f: dict) -> pa.RecordBatch:
@@ -136,6 +129,7 @@ def _partition_columns(columns: list, declared: pa.Schema, f: dict, rescued: pa.
     hold (a hinted INT folder `x`) is rescued, keyed by the column name."""
     import pyarrow.compute as pc
 
+    from lake_assets.core.layout import RESCUED_FILE_PATH
     from lake_assets.core.records import rescued_json
 
     misfit = {}
@@ -146,12 +140,12 @@ def _partition_columns(columns: list, declared: pa.Schema, f: dict, rescued: pa.
         try:
             value = pa.array([text]).cast(field.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            misfit[field.name] = text
+            misfit[FieldPath((field.name,)).format()] = text
             continue
         columns[i] = pc.coalesce(columns[i], value.take(pa.array(np.zeros(len(columns[i]), np.int64))))
     if misfit:
         rows = [orjson.loads(r) if r else {} for r in rescued.to_pylist()]
-        rescued = pa.array([rescued_json({**{k: v for k, v in r.items() if k != "_file_path"}, **misfit}, f["uri"])
+        rescued = pa.array([rescued_json({**{k: v for k, v in r.items() if k != RESCUED_FILE_PATH}, **misfit}, f["uri"])
                             for r in rows], pa.string())
     return columns, rescued
 
@@ -307,26 +301,5 @@ def typed_fits(target, seen, ts: dict) -> bool:
     """True when conform can turn arrow's parse of `seen` values into `target` as the Fitter
     would write them (no misfits)."""
     found: dict = {}
-    misfits(target, seen, ts, [], found)
+    misfits(target, seen, ts, FieldPath(), found)
     return not found
-
-
-def _leaf_fits(target, seen, timestamp_shaped: bool) -> bool:
-    """A leaf of type `seen` into `target`: the same type, bigint into double, strings of one
-    TS_SHAPES shape (`timestamp_shaped`) into TIMESTAMP; or, checked value by value by conform,
-    bigint into INT / SMALLINT / TINYINT / FLOAT, double into FLOAT, strings into DATE or BINARY."""
-    from pyspark.sql import types as T
-
-    if isinstance(target, T.TimestampType):
-        return isinstance(seen, T.StringType) and timestamp_shaped
-    if isinstance(target, (T.ByteType, T.ShortType, T.IntegerType)):
-        return isinstance(seen, T.LongType)
-    if isinstance(target, T.FloatType):
-        return isinstance(seen, (T.LongType, T.DoubleType))
-    if isinstance(target, (T.DateType, T.BinaryType)):  # (BINARY: base64 strings; landings room)
-        return isinstance(seen, T.StringType)
-    if isinstance(target, T.StringType):  # integers and booleans as their JSON text (pyarrow's cast writes it)
-        return isinstance(seen, (T.StringType, T.LongType, T.BooleanType))
-    simple = (T.LongType, T.DoubleType, T.BooleanType)
-    return isinstance(target, simple) and (target == seen or (isinstance(seen, T.LongType)
-                                                              and isinstance(target, T.DoubleType)))
