@@ -44,7 +44,7 @@ def test_random_paths_round_trip_and_fold_like_the_typed_value():
         path = FieldPath(tuple(steps))
         text = path.format()
         assert FieldPath.parse(text) == path, text
-        assert fold(text) == path.folded().format(), text
+        assert fold(text) == FieldPath(tuple(ELEMENT if isinstance(s, int) else s for s in steps)).format(), text
 
 
 def test_the_fitter_writes_format_one_step_at_a_time():
@@ -70,9 +70,8 @@ def test_text_that_is_no_path_is_refused(text):
 def test_other_notations():
     path = FieldPath(("a.b", ELEMENT, "c"))
     assert path.plain() == "a.b[].c"                       # schema diffs: names as they are
-    assert path.arrow() == "/a.b/[]/c" and FieldPath.from_arrow("/a.b/[]/c") == path
+    assert FieldPath.from_arrow("/a.b/[]/c") == path                # pyarrow's error texts
     assert FieldPath(("m", VALUES, "x")).plain() == "m{}.x"
-    assert FieldPath.parse("s[3].t[0]").folded() == FieldPath.parse("s[].t[]")
     assert path.in_array and not FieldPath(("a", "b")).in_array and path.names == ("a.b", "c") and path.leaf == "c"
     assert path.under(FieldPath(("a.b",))) and not path.under(path) and not FieldPath(("a", "b")).under(
         FieldPath(("a.b",)))

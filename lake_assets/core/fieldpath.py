@@ -6,7 +6,8 @@ The text form is the rescued column's keys (public): names joined by `.`, array 
 backticks doubled, as Spark quotes names: `` meta.`CodePipeline.job`.id ``, `signals[2].unit`.
 `parse` reads exactly what `format` writes (`{}`, any map value, is written by `plain` only).
 Other notations: `plain()` for schema diffs and new-field messages (names as they are, `m{}` for
-map values), `arrow()` / `from_arrow` for pyarrow's `/a/[]/b`. Pure Python.
+map values), `from_arrow` for pyarrow's `/a/[]/b` (its error texts), `fold` for quality's top
+paths (positions as `[]`). Pure Python.
 """
 
 from __future__ import annotations
@@ -103,10 +104,6 @@ class FieldPath:
     def in_array(self) -> bool:
         return any(not isinstance(s, str) for s in self.steps)
 
-    def folded(self) -> FieldPath:
-        """Every array position as ELEMENT."""
-        return FieldPath(tuple(ELEMENT if isinstance(s, int) else s for s in self.steps))
-
     def under(self, ancestor: FieldPath) -> bool:
         """Whether `ancestor` is a proper prefix of this path."""
         return len(ancestor.steps) < len(self.steps) and self.steps[:len(ancestor.steps)] == ancestor.steps
@@ -120,9 +117,6 @@ class FieldPath:
         """The notation of schema diffs and new-field messages: names as they are (`a.b`,
         `arr[].x`, `m{}`)."""
         return self._text(quote=False)
-
-    def arrow(self) -> str:
-        return "".join("/" + (s if isinstance(s, str) else s.text) for s in self.steps)
 
     def _text(self, quote: bool) -> str:
         out = None
