@@ -60,8 +60,7 @@ def moved_fields(table, found: dict, rescue_unknown: bool):
     for path, target in found.items():
         column = None if path.in_array else _column_at(table, path.names)
         ignored = target is None and not rescue_unknown
-        if column is None or not ignored and not (
-                column.type in _ARROW_TAG and (target is None or fits(_ARROW_TAG[column.type], target)[0] == NONE)):
+        if column is None or not ignored and not (column.type in _ARROW_TAG and _never_fits(target, column.type)):
             return None
         values.append((path, column))
     for path, _ in values:
@@ -75,6 +74,12 @@ def moved_fields(table, found: dict, rescue_unknown: bool):
 
 # The pyarrow types whose values move to the rescued column as they are, as typerules kinds.
 _ARROW_TAG = {pa.string(): STRING, pa.bool_(): BOOLEAN, pa.int64(): BIGINT}
+
+
+def _never_fits(target, arrow_type) -> bool:
+    """Whether no value of this pyarrow type (one of _ARROW_TAG) fits `target` (typerules.FITS;
+    None: an unknown field, rescued or ignored whatever its value)."""
+    return target is None or fits(_ARROW_TAG[arrow_type], target)[0] == NONE
 
 
 def _array(column: pa.ChunkedArray) -> pa.Array:
