@@ -67,8 +67,18 @@ def test_every_pair_of_kinds_merges_as_documented_in_every_place(first, second, 
     assert fast["conflict_lines"] == slow["conflict_lines"] == ([2] if expected.endswith("!") else [])
 
 
+@pytest.mark.parametrize("first, second, expected", [
+    (T.BinaryType(), T.StringType(), T.BinaryType()), (T.StringType(), T.BinaryType(), T.StringType()),
+    (T.NullType(), T.BinaryType(), T.BinaryType()), (T.BinaryType(), T.LongType(), T.BinaryType()),
+    (T.StructType([]), T.BinaryType(), T.BinaryType()), (T.BinaryType(), T.ArrayType(T.NullType()), T.BinaryType())])
+def test_binary_from_a_framing_merges_like_any_scalar(first, second, expected):
+    """BINARY has no JSON value (a framing's schema has it: DynamoDB B); across files it merges by
+    the same table: the first seen wins, a STRING takes it, empty values never conflict."""
+    assert merge_types(first, second) == expected
+
+
 def test_the_merge_table_covers_every_pair_of_tags_once():
-    tags = ["null", "boolean", "bigint", "double", "string", "struct", "array"]
+    tags = ["null", "boolean", "bigint", "double", "string", "binary", "struct", "array"]
     assert sorted(typerules.MERGE) == sorted(tags) and all(sorted(row) == sorted(tags) for row in typerules.MERGE.values())
 
 
