@@ -145,7 +145,7 @@ def type_kind(t: T.DataType):
 ALL, SOME, NONE, NESTED = "all", "some", "none", "nested"
 CAST, CHECK, SHAPE, WALK = "cast", "check", "shape", "walk"
 FITS = _grid("""
-    kind\column string   boolean  bigint     int        smallint   tinyint    double     float      decimal   date       timestamp  binary     struct       array        map         other
+    kind\\column string   boolean  bigint     int        smallint   tinyint    double     float      decimal   date       timestamp  binary     struct       array        map         other
     null        none     none     none       none       none       none       none       none       none      none       none       none       none         none         none        none
     boolean     all/cast all/cast none       none       none       none       none       none       none      none       none       none       none         none         none        none
     bigint      all/cast none     some/cast  some/check some/check some/check some/cast  some/check some/walk none       none       none       none         none         none        none
