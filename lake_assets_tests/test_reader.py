@@ -379,8 +379,9 @@ def test_a_value_that_does_not_convert_sends_its_file_to_the_walk(spark, tmp_pat
     plan, walk = reader.plan_reads, typed_rows.walked_batch
 
     def spy_plan(files, *args):
-        plan(files, *args)
-        typed.extend(f["uri"].rsplit("/", 1)[-1] for f in files if f["typed"])
+        planned = plan(files, *args)  # stages: plan_reads returns the files as the readers take them
+        typed.extend(f["uri"].rsplit("/", 1)[-1] for f in planned if f["typed"])
+        return planned
 
     def spy_walk(out, declared, fitter, lines, f):
         walked.extend((f["uri"].rsplit("/", 1)[-1], n) for n, _ in lines)

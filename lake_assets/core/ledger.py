@@ -12,7 +12,7 @@ import datetime as dt
 import os
 import socket
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from pyspark.sql import functions as F
@@ -50,6 +50,16 @@ class Entry:
     rescued: int | None = None
     error: str | None = None
     attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a claimed file's batch ended: what `finish` writes into its row."""
+    status: str
+    records: int | None = None
+    malformed: int | None = None
+    rescued: int | None = None
+    error: str | None = None
 
 
 def this_owner(run_id: str | None = None) -> str:
@@ -153,13 +163,14 @@ class Ledger:
                          f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) VALUES ({', '.join('s.' + c for c in columns)})")
         return {u for u, e in self.entries([f.uri for f, _, _ in wanted]).items() if e.batch_id == batch_id}
 
-    def finish(self, batch_id: str, outcomes: dict[str, dict]) -> None:
-        """Record each claimed file's outcome: {uri: {status, records, malformed, rescued, error}}."""
+    def finish(self, batch_id: str, outcomes: Mapping[str, Outcome | dict]) -> None:
+        """Record each claimed file's outcome ({uri: Outcome}; a dict of Outcome's fields also does)."""
         if not outcomes:
             return
         now = _now()
-        rows = [(uri, o["status"], o.get("records"), o.get("malformed"), o.get("rescued"), o.get("error"),
-                 now if o["status"] == COMMITTED else None) for uri, o in outcomes.items()]
+        done = {uri: o if isinstance(o, Outcome) else Outcome(**o) for uri, o in outcomes.items()}
+        rows = [(uri, o.status, o.records, o.malformed, o.rescued, o.error, now if o.status == COMMITTED else None)
+                for uri, o in done.items()]
         src = self.spark.createDataFrame(rows, "uri string, status string, records bigint, malformed bigint, "
                                                "rescued bigint, error string, committed_at timestamp")
         self._merge(src, f"ON t.uri = s.uri AND t.batch_id = {tables.sql_string(batch_id)}{self._scope()} "
@@ -186,7 +197,7 @@ class Ledger:
         """Mark dead claims released (repair); their files are replaced, not appended, next time."""
         stale = [e for e in self.entries().values() if is_stale(e, _now(), timeout)]
         for batch in {e.batch_id for e in stale}:
-            self.finish(batch, {e.uri: {"status": RELEASED, "error": "claim released: its run died"}
+            self.finish(batch, {e.uri: Outcome(RELEASED, error="claim released: its run died")
                                 for e in stale if e.batch_id == batch})
         return stale
 

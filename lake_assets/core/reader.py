@@ -14,15 +14,65 @@ The engine's own from_json is not used: it rounds some doubles differently from 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
+from pyspark.sql import types as T
 from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 
 from lake_assets.core import framing, pyarrow_scan, typed_rows
+from lake_assets.core.framing import Framing
+from lake_assets.core.layout import ERROR, LANDING_DATE, LINE, RAW, RECORD, SOURCE_FILE
 
+# What the data sources yield: rows and strings, as a Python data source must (on every engine).
 SCAN_SCHEMA = ("uri string, etag string, records bigint, malformed string, schema string, error string, engine string, "
                "lost string, split boolean")
-MALFORMED_SCHEMA = "_source_file string, _line bigint, _record bigint, _raw string, _error string, _landing_date string"
+MALFORMED_SCHEMA = (f"{SOURCE_FILE} string, {LINE} bigint, {RECORD} bigint, {RAW} string, {ERROR} string, "
+                    f"{LANDING_DATE} string")
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """One landing file a batch reads: the version its etag names, how its bytes are framed, where
+    to read them. The data sources take it as a dict (`as_data`), in the read's JSON options."""
+    uri: str
+    etag: str
+    size: int
+    day: str                                      # its landing date
+    framing: Framing
+    salvage: bool = False                         # on_corrupt salvage: keep what a damaged gzip gives
+    partition_values: dict[str, str] = field(default_factory=dict)   # its key's `name=value` folders
+    read_uri: str | None = None                   # an archived copy to read instead (reprocess --from-archive)
+
+    def as_data(self) -> dict:
+        return {**asdict(self), "framing": self.framing.as_dict()}
+
+    def read_with(self, scan: "ScanResult") -> dict:
+        """The file as the rows passes take it: with what its scan found (see plan_reads)."""
+        return {**self.as_data(), "malformed": scan.malformed, "typed": scan.parser == "arrow", "split": scan.split,
+                "per_record": self.framing.per_record(scan.split)}
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What the scan found in one file (one SCAN_SCHEMA row, decoded)."""
+    records: int
+    malformed: list[int] | None        # the malformed lines; None: more than the scan tracks
+    schema: T.StructType | None        # the records' inferred schema; None when unreadable
+    parser: str | None                 # "arrow": lake_typed starts from pyarrow's parse; "python": it walks
+    split: bool = False                # read as concatenated values (Firehose)
+    lost: str | None = None            # on_corrupt salvage: what a damaged gzip lost
+    error: str | None = None           # why the file could not be read
+
+    @classmethod
+    def of_row(cls, row) -> "ScanResult":
+        return cls(row["records"], json.loads(row["malformed"]) if row["malformed"] else None,
+                   T.StructType.fromJson(json.loads(row["schema"])) if row["schema"] else None,
+                   row["engine"], bool(row["split"]), row["lost"], row["error"])
+
+    @property
+    def has_malformed(self) -> bool:
+        return self.malformed != []
 
 
 class _ParseCache:
@@ -285,13 +335,11 @@ def _has_timestamp(t) -> bool:
 def _typed_schema(options: dict):
     """lake_typed's columns: the declared data columns, then the rescued column, `_source_file`,
     `_line`, `_record` and `_landing_date` (all reserved names, so no data column can clash)."""
-    from pyspark.sql import types as T
-
     declared = T.StructType.fromJson(json.loads(options["schema"]))
     return T.StructType(declared.fields + [
-        T.StructField(options["rescued_column"], T.StringType()), T.StructField("_source_file", T.StringType()),
-        T.StructField("_line", T.LongType()), T.StructField("_record", T.LongType()),
-        T.StructField("_landing_date", T.StringType())])
+        T.StructField(options["rescued_column"], T.StringType()), T.StructField(SOURCE_FILE, T.StringType()),
+        T.StructField(LINE, T.LongType()), T.StructField(RECORD, T.LongType()),
+        T.StructField(LANDING_DATE, T.StringType())])
 
 
 class ScanSource(DataSource):
@@ -335,45 +383,40 @@ def _read(spark, source: str, files: list[dict]):
             .option("partitions", str(read_partitions(spark, files))))
 
 
-def scan(spark, files: list[dict], keep_parsed: bool = False) -> dict[str, object]:
-    """One row per file (see SCAN_SCHEMA), by URI. `keep_parsed`: keep what pyarrow parsed for
+def scan(spark, tasks: list[FileTask], keep_parsed: bool = False) -> dict[str, ScanResult]:
+    """What the scan finds in each file, by URI. `keep_parsed`: keep what pyarrow parsed for
     lake_typed (only where both run in this process: the embedded engine); release() forgets it."""
-    return {r["uri"]: r for r in _read(spark, "lake_scan", files)
+    return {r["uri"]: ScanResult.of_row(r) for r in _read(spark, "lake_scan", [t.as_data() for t in tasks])
             .option("keep_parsed", "true" if keep_parsed else "false").load().collect()}
 
 
-def release(files: list[dict]) -> None:
+def release(tasks: list[FileTask]) -> None:
     """Forget what the scan kept of these files (those lake_typed did not take)."""
-    for f in files:
-        _PARSED.pop((f["uri"], f.get("etag")))
+    for t in tasks:
+        _PARSED.pop((t.uri, t.etag))
 
 
-def plan_reads(files: list[dict], scans: dict) -> None:
-    """Mark each file with its malformed lines (None: more than the scan tracked) and `typed`:
-    whether lake_typed starts from what pyarrow parsed in the scan (it walks the lines that do
-    not fit the table), or walks every line."""
-    for f in files:
-        scan = scans[f["uri"]]
-        f["malformed"] = json.loads(scan["malformed"]) if scan["malformed"] else None
-        f["typed"] = scan["engine"] == "arrow"
-        f["split"] = bool(scan["split"])
-        f["per_record"] = framing.Framing.of(f.get("framing")).per_record(f["split"])
+def plan_reads(tasks: list[FileTask], scans: dict[str, ScanResult]) -> list[dict]:
+    """The files as lake_typed and lake_malformed take them: each with its malformed lines (None:
+    more than the scan tracked) and `typed`: whether lake_typed starts from what pyarrow parsed in
+    the scan (it walks the lines that do not fit the table), or walks every line."""
+    return [t.read_with(scans[t.uri]) for t in tasks]
 
 
-def good_rows(spark, files: list[dict], target, data_schema, rescued_column: str, *, rescue_unknown: bool,
-              audit: list):
+def good_rows(spark, tasks: list[FileTask], scans: dict[str, ScanResult], target, data_schema, rescued_column: str,
+              *, rescue_unknown: bool, audit: list):
     """The files' records as bronze rows: data columns of `data_schema`, the rescued column,
     `_source_file`, `_line`, `_record`, the `audit` columns, `_landing_date`."""
     from pyspark.sql import functions as F
 
     declared = typed_rows.declared_schema(data_schema)
-    return (_read(spark, "lake_typed", files).option("schema", declared.json())
+    return (_read(spark, "lake_typed", plan_reads(tasks, scans)).option("schema", declared.json())
             .option("target", target.json()).option("table", data_schema.json())
             .option("rescue_unknown", "true" if rescue_unknown else "false")
             .option("rescued_column", rescued_column).load()
             .select(*[F.col(quoted(f.name)).cast(f.dataType).alias(f.name) if f.dataType != d.dataType
                       else F.col(quoted(f.name)) for f, d in zip(data_schema.fields, declared.fields)],
-                    rescued_column, "_source_file", "_line", "_record", *audit, "_landing_date"))
+                    rescued_column, SOURCE_FILE, LINE, RECORD, *audit, LANDING_DATE))
 
 
 def quoted(name: str) -> str:
@@ -381,10 +424,10 @@ def quoted(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def malformed_rows(spark, files: list[dict], audit: list):
+def malformed_rows(spark, tasks: list[FileTask], scans: dict[str, ScanResult], audit: list):
     """The files' malformed lines as quarantine rows."""
-    return (_read(spark, "lake_malformed", files).load()
-            .select("_source_file", "_line", "_record", "_raw", "_error", *audit, "_landing_date"))
+    return (_read(spark, "lake_malformed", plan_reads(tasks, scans)).load()
+            .select(SOURCE_FILE, LINE, RECORD, RAW, ERROR, *audit, LANDING_DATE))
 
 
 def register_sources(spark) -> None:
