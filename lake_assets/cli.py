@@ -53,6 +53,7 @@ def cmd_ingest(args, lake) -> int:
                     from_archive=getattr(args, "from_archive", False))
     print(json.dumps({"source": source.name, "days": len(days), "files": result.files, "records": result.records,
                       "malformed": result.malformed, "rescued": result.rescued, "failed": result.failed,
+                      "skipped_overwritten": result.skipped_overwritten,  # files left as loaded (on_overwrite: ignore)
                       "table_version": result.table_version, "schema_version": result.schema_version}))
     return 1 if result.failed else 0
 

@@ -6,7 +6,7 @@ from dagster import (AssetExecutionContext, AssetKey, BackfillPolicy, DailyParti
 
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import quality
-from lake_assets.core.bronze import ingest
+from lake_assets.core.bronze import IngestResult, ingest
 from lake_assets.core.layout import Layout
 from lake_assets.orchestration import databricks
 from lake_assets.orchestration.checks import BLOCKED, blocked_message, blocked_reason, check_specs, evaluations
@@ -58,46 +58,59 @@ def bronze_asset(lake: LakeConfig, source: SourceConfig, downstream: set[AssetKe
         tags=source.tags or None,
     )
     def _bronze(context: AssetExecutionContext, lake_resource: LakeResource):
-        lake_now = lake_resource.lake()
-        src = lake_now.source(source.name)
-        days = list(context.partition_keys)
         # A backfill re-reads every file of its days and replaces their rows; a normal run only takes new files.
         reprocess = BACKFILL_TAG in context.run.tags
-        # A sensor's run is bounded to one batch (max_files_per_run / max_bytes_per_run).
-        max_batches = int(context.run.tags[MAX_BATCHES_TAG]) if MAX_BATCHES_TAG in context.run.tags else None
-        with as_failure():
-            if lake_now.engine.kind == "databricks":   # both on the cluster, one job
-                result, audits = databricks.run_step(context, lake_now, "bronze", src.name, days, {
-                    "reprocess": reprocess, "run_id": context.run.run_id, "max_batches": max_batches})
-            else:
-                spark = lake_resource.spark()
-                result = ingest(spark, lake_now, src, days, reprocess=reprocess,
-                                run_id=context.run.run_id, log=context.log.info,
-                                progress=lambda done, total: context.log.info(f"{done}/{total} file(s) done"),
-                                max_batches=max_batches)
-                audits = quality.audit(spark, lake_now, src, days, result.batch_ids)
+        lake_now = lake_resource.lake()
+        src = lake_now.source(source.name)
+        result, audits = _ingest_and_audit(context, lake_resource, lake_now, src, reprocess)
         for day, audit in audits.items():
             context.add_asset_metadata(_day_metadata(audit), partition_key=day)
-        metadata = {
-            "delta_version": result.table_version if result.table_version is not None else -1,
-            "mode": "reprocess" if reprocess else "incremental",
-            **column_schema(result.schema, src.rescued_data_column),
-        }
-        if result.schema_changes:
-            metadata["schema_change"] = MetadataValue.md("\n".join(
-                f"**schema version {v}**: " + "; ".join(f"{k}: {', '.join(items)}" for k, items in d.as_dict().items() if items)
-                for v, d in result.schema_changes))
-        if result.rejected_fields:
-            metadata["rescued_field_names"] = MetadataValue.json(result.rejected_fields)
-        if result.ignored_fields:
-            metadata["ignored_fields"] = MetadataValue.json(result.ignored_fields)
-        if result.skipped_busy:
-            metadata["files_claimed_by_other_runs"] = result.skipped_busy
-        metadata["objects_skipped_not_data"] = result.skipped_unselected  # include / exclude / default excludes
-        yield MaterializeResult(metadata=metadata)
+        yield MaterializeResult(metadata=_run_metadata(result, reprocess, src.rescued_data_column))
         yield from evaluations(context, key, audits)
         blocked = {day: blocked_reason(a) for day, a in audits.items() if a.blocked_by}
         if blocked and not downstream & context.job_def.asset_layer.selected_asset_keys:
             raise Failure(description=blocked_message(blocked), metadata={"blocked_days": MetadataValue.json(blocked)})
 
     return _bronze
+
+
+def _ingest_and_audit(context: AssetExecutionContext, lake_resource: LakeResource, lake_now: LakeConfig,
+                      src: SourceConfig, reprocess: bool) -> tuple[IngestResult, dict[str, quality.DayAudit]]:
+    """The core's ingest of the run's days, then the audit of those days (on the cluster, for databricks)."""
+    days = list(context.partition_keys)
+    # A sensor's run is bounded to one batch (max_files_per_run / max_bytes_per_run).
+    max_batches = int(context.run.tags[MAX_BATCHES_TAG]) if MAX_BATCHES_TAG in context.run.tags else None
+    with as_failure():
+        if lake_now.engine.kind == "databricks":   # both on the cluster, one job
+            return databricks.run_step(context, lake_now, "bronze", src.name, days, {
+                "reprocess": reprocess, "run_id": context.run.run_id, "max_batches": max_batches})
+        spark = lake_resource.spark()
+        result = ingest(spark, lake_now, src, days, reprocess=reprocess, run_id=context.run.run_id,
+                        log=context.log.info,
+                        progress=lambda done, total: context.log.info(f"{done}/{total} file(s) done"),
+                        max_batches=max_batches)
+        return result, quality.audit(spark, lake_now, src, days, result.batch_ids)
+
+
+def _run_metadata(result: IngestResult, reprocess: bool, rescued_column: str) -> dict:
+    """The materialization's metadata for the whole run (the per-day figures are _day_metadata's)."""
+    metadata = {
+        "delta_version": result.table_version if result.table_version is not None else -1,
+        "mode": "reprocess" if reprocess else "incremental",
+        **column_schema(result.schema, rescued_column),
+    }
+    if result.schema_changes:
+        metadata["schema_change"] = MetadataValue.md("\n".join(
+            f"**schema version {v}**: " + "; ".join(f"{k}: {', '.join(items)}" for k, items in d.as_dict().items() if items)
+            for v, d in result.schema_changes))
+    if result.rejected_fields:
+        metadata["rescued_field_names"] = MetadataValue.json(result.rejected_fields)
+    if result.ignored_fields:
+        metadata["ignored_fields"] = MetadataValue.json(result.ignored_fields)
+    if result.skipped_busy:
+        metadata["files_claimed_by_other_runs"] = result.skipped_busy
+    metadata["objects_skipped_not_data"] = result.skipped_unselected  # include / exclude / default excludes
+    metadata["files_overwritten_ignored"] = result.skipped_overwritten  # on_overwrite: ignore
+    if result.write_modes:   # append: new files; replace: files whose rows were rewritten
+        metadata["write_modes"] = MetadataValue.json(sorted(result.write_modes))
+    return metadata
