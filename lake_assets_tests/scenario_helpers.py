@@ -314,17 +314,22 @@ class Lake:
 
     # ------------------------------------------------------------------ reading state (delta-rs)
 
+    # The source's tables: a Path when the warehouse is local, else the URI.
     @property
-    def bronze_path(self) -> str:
-        return self.layout.bronze
+    def bronze_path(self) -> Path | str:
+        return self._place(self.layout.bronze)
 
     @property
-    def quarantine_path(self) -> str:
-        return self.layout.quarantine
+    def quarantine_path(self) -> Path | str:
+        return self._place(self.layout.quarantine)
 
     @property
-    def ledger_path(self) -> str:
-        return self.layout.ledger
+    def ledger_path(self) -> Path | str:
+        return self._place(self.layout.ledger)
+
+    @staticmethod
+    def _place(uri: str) -> Path | str:
+        return uri if _remote(uri) else Path(uri)
 
     @staticmethod
     def table(path: Path | str):
@@ -369,7 +374,7 @@ class Lake:
         return [{c: plain(r[c]) for c in (columns or frame.columns)} for r in frame.to_dict("records")]
 
     def schema(self, spark):
-        return spark.read.format("delta").load(self.bronze_path).schema
+        return spark.read.format("delta").load(self.layout.bronze).schema
 
     def bronze_rows(self) -> list[tuple]:
         """[(uri, line, event_id, n, device_id, batch_id)], one per bronze row (duplicates kept)."""

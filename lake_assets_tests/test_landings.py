@@ -211,7 +211,7 @@ def test_hive_style_folders_become_typed_columns(spark, tmp_path, mode):
     assert math.isnan(row4["customer_id"]) and json.loads(row4["_rescued_data"])["customer_id"] == "abc"
     from lake_assets.core import tables
 
-    schema = tables.schema_or_none(spark, lake.bronze_path)
+    schema = tables.schema_or_none(spark, lake.layout.bronze)
     assert {f.name: f.dataType.simpleString() for f in schema.fields if f.name in ("customer_id", "dt", "region")} == {
         "customer_id": "bigint", "dt": "date", "region": "string"}
 

@@ -130,7 +130,7 @@ def test_unreadable_file_blocks_its_day(tmp_path, buckets):
     assert not unreadable.passed and unreadable.metadata["unreadable"].value == 1
     bronze = _latest(instance, BRONZE, DAYS[0]).metadata
     assert (bronze["files"].value, bronze["rows"].value, bronze["unreadable_files"].value) == (1, 1, 1)
-    assert len(read_delta(lake.bronze_path)) == 1   # bronze keeps the readable file's rows
+    assert len(read_delta(lake.layout.bronze)) == 1   # bronze keeps the readable file's rows
 
 
 def test_file_landing_reaches_gold_with_nobody_clicking(tmp_path, buckets):
