@@ -1,13 +1,14 @@
 """Shared fixtures: one local S3 server (moto) for the whole session, its environment applied
-before any Spark engine or S3 client is created; helpers to land files and write configs."""
+before any Spark engine or S3 client is created; fresh buckets; the `spark` session of each engine
+under test. The lake builder and the helpers tests share are in scenario_helpers.py."""
 
 import os
-import textwrap
 import uuid
 
 import pytest
 
 from lake_assets.localstack import LocalS3
+from lake_assets_tests.scenario_helpers import write_config  # noqa: F401 (tests import it from here too)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,42 +28,38 @@ def buckets(local_s3):
     return landing, warehouse
 
 
-def write_config(path, landing: str, warehouse: str, sources: str, extra: str = "") -> str:
-    """Write a lake YAML with the given `sources:` body (indented YAML) and return its path."""
-    text = f"landing: {landing}\nwarehouse: {warehouse}\nsources:\n" + textwrap.indent(textwrap.dedent(sources), "  ")
-    path.write_text(text + textwrap.dedent(extra))
-    return str(path)
-
-
-# Conformance: tests that take `spark` run on the embedded Sail engine, and (slow) on Apache
-# Spark 4.2 + Delta on the JVM and on Sail's local cluster, each a Spark Connect server started
-# once per session on first use. Modules that need the embedded engine only define their own.
+# Conformance: tests that take `spark` (or `engine`) run on the embedded Sail engine, and (slow) on
+# Apache Spark 4.2 + Delta on the JVM and on Sail's local cluster, each a Spark Connect server
+# started once per session on first use. Tests marked `embedded` (or modules with that pytestmark)
+# take the embedded engine only: `spark` is then the embedded session, not parametrised.
 ENGINES = ["sail", pytest.param("spark_jvm", marks=pytest.mark.slow),
            pytest.param("sail_cluster", marks=pytest.mark.slow)]
-_servers: dict = {}
 
 
-def engine_config(name: str):
-    """The EngineConfig of one conformance engine (its server started on first use)."""
-    from lake_assets.config import EngineConfig
-    from lake_assets_tests.engines import SERVERS
-
-    if name == "sail":
-        return EngineConfig()
-    if name not in _servers:
-        _servers[name] = SERVERS[name]().start()
-    return EngineConfig(kind="spark_connect", remote=_servers[name].remote)
+def pytest_configure(config):
+    config.addinivalue_line("markers", "embedded: `spark` is the embedded engine only (no conformance engines)")
 
 
-@pytest.fixture(scope="session", params=ENGINES)
+def pytest_generate_tests(metafunc):
+    if "engine" not in metafunc.fixturenames or metafunc.definition.get_closest_marker("embedded"):
+        return
+    for mark in metafunc.definition.iter_markers("parametrize"):  # a test that names its engines itself
+        names = mark.args[0] if isinstance(mark.args[0], (list, tuple)) else mark.args[0].split(",")
+        if "engine" in [n.strip() for n in names]:
+            return
+    metafunc.parametrize("engine", ENGINES, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 def engine(request, local_s3):
-    """The name of the engine under test."""
-    return request.param
+    """The name of the engine under test (see pytest_generate_tests)."""
+    return getattr(request, "param", "sail")
 
 
 @pytest.fixture(scope="session")
 def spark(engine):
     from lake_assets.engine import spark_session
+    from lake_assets_tests.engines import engine_config
 
     return spark_session(engine_config(engine))
 
@@ -71,14 +68,7 @@ def spark(engine):
 def _stop_servers():
     yield
     from lake_assets.engine import shutdown
+    from lake_assets_tests.engines import stop_servers
 
     shutdown()  # clients before their servers
-    for server in _servers.values():
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def embedded_spark(local_s3):
-    from lake_assets.engine import spark_session
-
-    return spark_session()
+    stop_servers()

@@ -150,6 +150,24 @@ class SailClusterServer(_Server):
 
 
 SERVERS = {"spark_jvm": SparkJvmServer, "sail_cluster": SailClusterServer}
+_started: dict[str, _Server] = {}
+
+
+def engine_config(name: str):
+    """The EngineConfig of one conformance engine: "sail" is the embedded one; the others are
+    servers, started on first use and kept for the session (stop_servers)."""
+    from lake_assets.config import EngineConfig
+
+    if name == "sail":
+        return EngineConfig()
+    if name not in _started:
+        _started[name] = SERVERS[name]().start()
+    return EngineConfig(kind="spark_connect", remote=_started[name].remote)
+
+
+def stop_servers() -> None:
+    for server in _started.values():
+        server.stop()
 
 if __name__ == "__main__" and sys.argv[1:] == ["prefetch"]:
     prefetch()

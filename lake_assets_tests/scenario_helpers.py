@@ -1,28 +1,114 @@
-"""Shared scaffolding for the exactly-once and operator-tool scenario tests.
+"""The shared test lake: one builder for every test that needs a lake, and the helpers around it
+(the fixtures are in conftest.py).
 
-A `Lake` is a throw-away local lake under a pytest tmp dir: a config YAML, a landing folder and a
-warehouse. `lake` commands run as real subprocesses (so LAKE_CRASH_AT / SIGKILL kill a real
-process, with its own embedded Sail server). The expected contents of bronze and quarantine are
-computed from the landing files themselves, so every check is "each (file, line) exactly once,
-with the right values", read back with a second reader (delta-rs `to_pandas`; never
-to_pyarrow_table, which aborts the process at exit).
+A `Lake` is a throw-away lake under a pytest tmp dir: a config YAML (one source, optionally silver
+and gold tables), a landing (a local folder, or an s3:// bucket of the session's moto server) and a
+warehouse (a local folder, or an s3:// URI). Files land with `land`. Ingestion runs either as the
+real `lake` CLI in a subprocess (`run`, `ingest`: LAKE_CRASH_AT / SIGKILL kill a real process, with
+its own embedded Sail server) or in this process on a given Spark session (`ingest_with`); Dagster
+runs through `materialize`. Tables are read back with a second reader, delta-rs (`to_pandas`; never
+to_pyarrow_table, which aborts the process at exit), or with Spark (`rows`). The expected contents
+of bronze and quarantine are computed from the landing files themselves, so the exactly-once check
+is "each (file, line) exactly once, with the right values" (`assert_exactly_once`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 LAKE = str(Path(sys.executable).with_name("lake"))
 SOURCE = "telemetry"
-DAY1, DAY2 = "2026-01-01", "2026-01-02"
+DAY1, DAY2, DAY3 = "2026-01-01", "2026-01-02", "2026-01-03"
+
+# A silver upsert table over the source `ev` (test_silver, test_databricks).
+UPSERT = """\
+  events:
+    from: ev
+    select: [id, seq, "payload.v AS v"]
+    keys: [id]
+    sequence_by: seq
+    mode: upsert
+"""
+
+
+def write_config(path, landing: str, warehouse: str, sources: str, extra: str = "") -> str:
+    """Write a lake YAML with the given `sources:` body (indented YAML) and return its path."""
+    text = f"landing: {landing}\nwarehouse: {warehouse}\nsources:\n" + textwrap.indent(textwrap.dedent(sources), "  ")
+    Path(path).write_text(text + textwrap.dedent(extra))
+    try:  # in-process users of load_config must see the new text
+        from lake_assets.config import _load_cached
+        _load_cached.cache_clear()
+    except ImportError:
+        pass
+    return str(path)
+
+
+def ndjson(records) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in records)
+
+
+def read_delta(uri: str):
+    """A Delta table as a pandas frame, read by delta-rs (local or S3)."""
+    from deltalake import DeltaTable
+
+    from lake_assets.core.delta_meta import storage_options
+
+    return DeltaTable(uri, storage_options=storage_options(uri)).to_pandas()
+
+
+def table_rows(spark, uri: str, columns: list[str], order: list[str] | None = None) -> list[tuple]:
+    """The table's `columns` read by Spark, as tuples sorted by `order` (default: the columns)."""
+    from lake_assets.core import tables
+
+    df = tables.read(spark, uri).select(*columns).orderBy(*(order or columns))
+    return [tuple(r) for r in df.collect()]
+
+
+def pandas_rows(uri: str, columns: list[str]) -> list[tuple]:
+    """The same read by delta-rs (NaN as None)."""
+    df = read_delta(uri)[columns].sort_values(columns)
+    return [tuple(None if v != v else v for v in r) for r in df.itertuples(index=False)]
+
+
+def plain(v):
+    """delta-rs/pandas values as plain Python (numpy arrays -> lists, NaN -> None, Timestamps -> UTC naive)."""
+    import pandas as pd
+
+    if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):
+        v = v.tolist()
+    if isinstance(v, list):
+        return [plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if v is None or (not isinstance(v, (str, bytes)) and pd.isna(v)):  # NaN, NaT
+        return None
+    if hasattr(v, "to_pydatetime"):
+        v = v.to_pydatetime()
+    if isinstance(v, dt.datetime) and v.tzinfo is not None:
+        v = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return v
+
+
+def materialize(defs, partition: str, instance):
+    """Run the Definitions' asset job for one partition: (result, {asset key: its materialization metadata})."""
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False)
+    mats = [e.materialization for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
+    return result, {m.asset_key.to_user_string(): m.metadata for m in mats}
+
+
+def _remote(place: str) -> bool:
+    return "://" in place
 
 
 def record(tag: str, line: int, **extra) -> dict:
@@ -52,53 +138,109 @@ class Run:
 
 
 class Lake:
-    def __init__(self, root: Path, warehouse: str | None = None, engine=None, **source_options):
-        """`warehouse`: an s3:// URI for the tables (default: a local folder under `root`)."""
+    """A throw-away lake with one source (see the module docstring)."""
+
+    def __init__(self, root: Path, warehouse: str | None = None, engine=None, *, source: str = SOURCE,
+                 landing: str | None = None, silver: str = "", gold: str = "", **source_options):
+        """`warehouse` / `landing`: s3:// URIs (default: local folders `wh` / `land` under `root`; both
+        kept as strings, as in the parsed config);
+        `engine`: an EngineConfig or its dict (default: the embedded engine of each process); `silver` / `gold`:
+        the YAML bodies of those sections; `source_options`: the source's keys (JSON values)."""
         self.root = Path(root)
-        self.engine = engine  # an EngineConfig; None: the embedded engine of each `lake` process
-        self.landing = self.root / "land"
-        self.warehouse = warehouse or self.root / "wh"
-        self.landing.mkdir(parents=True, exist_ok=True)
+        self.engine = engine
+        self.source = source
+        self.landing = landing or str((self.root / "land").resolve())
+        self.warehouse = warehouse or str((self.root / "wh").resolve())
+        self.layers = (f"silver:\n{silver}" if silver else "") + (f"gold:\n{gold}" if gold else "")
+        if not _remote(self.landing):
+            Path(self.landing).mkdir(parents=True, exist_ok=True)
         self.config = self.root / "lake.yaml"
         self.write_config(**source_options)
 
     # ------------------------------------------------------------------ setup
 
     def write_config(self, **source_options) -> None:
-        options = {"path": f"{SOURCE}/", "start_date": DAY1, **source_options}
-        body = "".join(f"    {k}: {v}\n" for k, v in options.items())
-        warehouse = self.warehouse if isinstance(self.warehouse, str) else "wh"
-        engine = f"engine: {self.engine.model_dump_json(exclude_none=True)}\n" if self.engine else ""
-        self.config.write_text(f"landing: land\nwarehouse: {warehouse}\n{engine}sources:\n  {SOURCE}:\n{body}")
-        try:  # in-process users of load_config must see the new text
-            from lake_assets.config import _load_cached
-            _load_cached.cache_clear()
-        except ImportError:
-            pass
+        """(Re)write lake.yaml with these source keys (besides path and start_date)."""
+        options = {"path": f"{self.source}/", "start_date": DAY1, **source_options}
+        body = f"{self.source}:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in options.items())
+        engine = self.engine if isinstance(self.engine, dict) or not self.engine \
+            else self.engine.model_dump(mode="json", exclude_none=True)
+        engine = f"engine: {json.dumps(engine)}\n" if engine else ""
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_config(self.config, self._relative(self.landing), self._relative(self.warehouse), body,
+                     engine + self.layers)
 
-    def path(self, day: str, name: str) -> Path:
-        y, m, d = day.split("-")
-        return self.landing / SOURCE / y / m / d / name
+    def _relative(self, place: str) -> str:
+        """A local folder as written in the config: relative to the config's folder."""
+        return place if _remote(place) else os.path.relpath(place, self.root.resolve())
 
-    def uri(self, day: str, name: str) -> str:
-        return str(self.path(day, name).resolve())
+    @property
+    def lake_config(self):
+        """The parsed config (lake_assets.config.LakeConfig), as `lake --config` reads it."""
+        from lake_assets.config import load_config
 
-    def land(self, day: str, name: str, lines: list, gz: bool = False) -> str:
-        """Write a landing file (dicts become JSON lines, strings are written verbatim)."""
+        return load_config(self.config)
+
+    @property
+    def source_config(self):
+        return self.lake_config.source(self.source)
+
+    @property
+    def layout(self):
+        from lake_assets.core.layout import Layout
+
+        return Layout(self.warehouse, self.source)
+
+    @property
+    def schemas(self):
+        """The source's schema log (its accepted schema versions)."""
+        from lake_assets.core.schema_log import SchemaLog
+
+        return SchemaLog(self.layout.schemas)
+
+    @staticmethod
+    def day(day: str | int) -> str:
+        """A landing day: YYYY-MM-DD, or n for 2026-01-0n."""
+        return f"2026-01-{day:02d}" if isinstance(day, int) else day
+
+    def key(self, day: str | int, name: str) -> str:
+        """A file's key under the source's folder: <yyyy>/<mm>/<dd>/<name>."""
+        return "/".join([*self.day(day).split("-"), name])
+
+    def path(self, day: str | int, name: str) -> Path:
+        return Path(self.landing) / self.source / self.key(day, name)
+
+    def uri(self, day: str | int, name: str) -> str:
+        return self._uri(self.key(day, name))
+
+    def _uri(self, key: str) -> str:
+        """The URI the lake records for <landing>/<source>/<key> (a local file: its resolved path)."""
+        if _remote(self.landing):
+            return "/".join([self.landing.rstrip("/"), self.source, key])
+        return str((Path(self.landing) / self.source / key).resolve())
+
+    def land(self, day: str | int, name: str, lines: list, gz: bool = False) -> str:
+        """Write a landing file (dicts become JSON lines, strings are written verbatim); its URI."""
         text = "".join((json.dumps(x) if isinstance(x, dict) else x) + "\n" for x in lines).encode()
-        path = self.path(day, name)
+        return self.land_raw(day, name, gzip.compress(text) if gz else text)
+
+    def land_raw(self, day: str | int, name: str, data: bytes) -> str:
+        return self.put(self.key(day, name), data)
+
+    def put(self, key: str, data: bytes) -> str:
+        """Write `data` at <landing>/<source>/<key> (any key, dated or not); its URI."""
+        if _remote(self.landing):
+            from lake_assets import storage
+
+            storage.write_bytes(self._uri(key), data)
+            return self._uri(key)
+        path = Path(self._uri(key))
         path.parent.mkdir(parents=True, exist_ok=True)
         old = path.stat().st_mtime_ns if path.exists() else None
-        path.write_bytes(gzip.compress(text) if gz else text)
+        path.write_bytes(data)
         if old is not None and path.stat().st_mtime_ns == old:  # make sure the etag changes
             os.utime(path, ns=(old + 1_000_000, old + 1_000_000))
-        return str(path.resolve())
-
-    def land_raw(self, day: str, name: str, data: bytes) -> str:
-        path = self.path(day, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        return str(path.resolve())
+        return str(path)
 
     def standard_day(self, day: str = DAY1) -> None:
         """Three files: plain with a malformed line, plain clean, gzip with a malformed line."""
@@ -125,20 +267,28 @@ class Lake:
         return subprocess.Popen(self.args(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=self.env(**env), cwd=self.root)
 
-    def ingest(self, *days: str, reprocess: bool = False, **env) -> Run:
-        days = days or (DAY1,)
+    def ingest(self, *days: str | int, reprocess: bool = False, **env) -> Run:
+        """`lake ingest` in a subprocess, over the span of `days` (default DAY1)."""
+        days = [self.day(d) for d in days] or [DAY1]
         extra = ["--reprocess"] if reprocess else []
-        return self.run("ingest", SOURCE, "--from", min(days), "--to", max(days), *extra, **env)
+        return self.run("ingest", self.source, "--from", min(days), "--to", max(days), *extra, **env)
 
     def ingest_ok(self, *days: str, **kw) -> Run:
         r = self.ingest(*days, **kw)
         assert r.returncode == 0, str(r)
         return r
 
+    def ingest_with(self, spark, *days: str | int, reprocess: bool = False, log=None):
+        """bronze.ingest in this process on `spark` (its log lines to `log`, default nowhere): its IngestResult."""
+        from lake_assets.core import bronze
+
+        return bronze.ingest(spark, self.lake_config, self.source_config, [self.day(d) for d in days],
+                             reprocess=reprocess, log=log or (lambda _: None))
+
     # ------------------------------------------------------------------ expectations from the landing
 
     def landed_files(self) -> list[Path]:
-        root = self.landing / SOURCE
+        root = Path(self.landing) / self.source
         return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
     def expected(self, exclude: frozenset = frozenset()) -> tuple[dict, dict]:
@@ -164,49 +314,67 @@ class Lake:
 
     # ------------------------------------------------------------------ reading state (delta-rs)
 
-    def _under_warehouse(self, *parts: str) -> Path | str:
-        if isinstance(self.warehouse, str):
-            return "/".join([self.warehouse.rstrip("/"), *parts])
-        return self.warehouse.joinpath(*parts)
-
+    # The source's tables: a Path when the warehouse is local, else the URI.
     @property
     def bronze_path(self) -> Path | str:
-        return self._under_warehouse("bronze", SOURCE)
+        return self._place(self.layout.bronze)
 
     @property
     def quarantine_path(self) -> Path | str:
-        return self._under_warehouse("bronze", f"{SOURCE}__quarantine")
+        return self._place(self.layout.quarantine)
 
     @property
     def ledger_path(self) -> Path | str:
-        return self._under_warehouse("_state", SOURCE, "ledger")
+        return self._place(self.layout.ledger)
+
+    @staticmethod
+    def _place(uri: str) -> Path | str:
+        return uri if _remote(uri) else Path(uri)
 
     @staticmethod
     def table(path: Path | str):
+        """The Delta table at `path` (delta-rs), or None if there is none."""
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
         from lake_assets.core.delta_meta import storage_options
 
-        if isinstance(path, Path) and not (path / "_delta_log").exists():
+        if not _remote(str(path)) and not Path(path, "_delta_log").exists():
             return None
         try:
             return DeltaTable(str(path), storage_options=storage_options(str(path)))
         except TableNotFoundError:
             return None
 
-    def frame(self, path: Path):
+    def frame(self, path: Path | str):
         import pandas as pd
 
         t = self.table(path)
         return t.to_pandas() if t is not None else pd.DataFrame()
 
-    def version(self, path: Path) -> int | None:
-        t = self.table(path)
+    def version(self, path: Path | str | None = None) -> int | None:
+        """The table's latest version (default: bronze)."""
+        t = self.table(path or self.bronze_path)
         return t.version() if t is not None else None
 
     def versions(self) -> tuple:
         return tuple(self.version(p) for p in (self.bronze_path, self.quarantine_path, self.ledger_path))
+
+    def rows(self, spark, table: str = "bronze", columns=None) -> list[dict]:
+        """A table of the source (a Layout attribute: bronze, quarantine, ...) read by Spark, in
+        (_source_file, _line) order."""
+        df = spark.read.format("delta").load(getattr(self.layout, table))
+        if columns:
+            df = df.select(*columns)
+        return [r.asDict(recursive=True) for r in df.orderBy("_source_file", "_line").collect()]
+
+    def delta_rows(self, table: str = "bronze", columns=None) -> list[dict]:
+        """The same read by delta-rs, values as plain Python."""
+        frame = self.frame(getattr(self.layout, table)).sort_values(["_source_file", "_line"])
+        return [{c: plain(r[c]) for c in (columns or frame.columns)} for r in frame.to_dict("records")]
+
+    def schema(self, spark):
+        return spark.read.format("delta").load(self.layout.bronze).schema
 
     def bronze_rows(self) -> list[tuple]:
         """[(uri, line, event_id, n, device_id, batch_id)], one per bronze row (duplicates kept)."""
@@ -267,7 +435,7 @@ class Lake:
                 f"{context}: rows of {uri} are not all of the committed batch {e['batch_id']}"
 
     def assert_valid(self) -> None:
-        r = self.run("validate", SOURCE)
+        r = self.run("validate", self.source)
         assert r.returncode == 0, str(r)
 
 

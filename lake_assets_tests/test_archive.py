@@ -81,7 +81,7 @@ def test_on_s3_files_move_to_the_archive_and_reprocess_reads_them_there(tmp_path
     from lake_assets.core.delta_meta import storage_options
     from lake_assets.core.layout import Layout
     from lake_assets.engine import spark_session
-    from lake_assets_tests.conftest import write_config
+    from lake_assets_tests.scenario_helpers import write_config
 
     landing, warehouse = buckets
     path = write_config(tmp_path / "lake.yaml", landing, warehouse, f"""

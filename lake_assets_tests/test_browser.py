@@ -6,13 +6,12 @@ import datetime as dt
 import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterInstance
 
 from lake_assets_tests.dagster_server import dagster_running
-from lake_assets_tests.test_end_to_end import ndjson
+from lake_assets_tests.scenario_helpers import ndjson
 
 CHROMIUM = "/usr/bin/chromium"
 TODAY = dt.datetime.now(dt.timezone.utc).date()

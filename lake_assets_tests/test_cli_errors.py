@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lake_assets_tests.conftest import write_config
+from lake_assets_tests.scenario_helpers import write_config
 
 ROOT = Path(__file__).parent.parent
 DAY = "2026-01-05"

@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from lake_assets.config import ConfigError, load_config, parse_config
+from lake_assets.config import ConfigError, parse_config
 from lake_assets.core import tables
 from lake_assets.core.layout import Layout, gold_uri, silver_uri
 from lake_assets.engine import _embedded_url, spark_session
@@ -24,13 +24,16 @@ from lake_assets.orchestration.bronze import bronze_asset
 from lake_assets.orchestration.resources import LakeResource
 from lake_assets.orchestration.silver_gold import gold_asset, silver_asset
 from lake_assets_tests.fake_databricks import FakeDatabricks
-from lake_assets_tests.test_silver import UPSERT
+from lake_assets_tests.scenario_helpers import UPSERT, Lake
 
 D1, D2 = "2026-01-01", "2026-01-02"
-SILVER_GOLD = "silver:\n" + UPSERT + """\
+pytestmark = pytest.mark.embedded   # the fake workspace runs its jobs on the embedded engine
+
+SILVER = UPSERT + """\
     expectations:
       has_id: {expr: "id IS NOT NULL", on_violation: EXPECT}
-gold:
+"""
+GOLD = """\
   totals:
     from: [events]
     sql: "SELECT v, count(*) AS events FROM events GROUP BY v"
@@ -38,7 +41,7 @@ gold:
 
 
 @pytest.fixture
-def workspace(tmp_path, embedded_spark, monkeypatch):
+def workspace(tmp_path, spark, monkeypatch):
     volume = tmp_path / "volume"
     volume.mkdir()
     with FakeDatabricks(volume, _embedded_url()) as fake:
@@ -47,25 +50,15 @@ def workspace(tmp_path, embedded_spark, monkeypatch):
         yield fake
 
 
-def lake_yaml(tmp_path: Path, fake: FakeDatabricks, compute: str, on_violation: str = "quarantine") -> str:
+def databricks_lake(tmp_path: Path, fake: FakeDatabricks, compute: str, on_violation: str = "quarantine") -> Lake:
     # The Unity Catalog names: here the engine's own catalog, as Databricks' would be `main` or so.
     spark = spark_session()
     engine = {"kind": "databricks", "databricks": {
         "wheel": str(fake.volume / "lake_assets-0.1.0-py3-none-any.whl"), "volume": str(fake.volume),
         "poll_interval_seconds": 0.2, "catalog": spark.catalog.currentCatalog(),
         "schema": spark.catalog.currentDatabase(), **json.loads(compute)}}
-    path = tmp_path / "lake.yaml"
-    path.write_text(f"landing: {tmp_path / 'landing'}\nwarehouse: {tmp_path / 'wh'}\nengine: {json.dumps(engine)}\n"
-                    f"sources:\n  ev: {{path: ev/, start_date: {D1}, schema_hints: \"seq BIGINT\", "
-                    f"checks: {{malformed_rate_error: 0.5}}}}\n"
-                    + SILVER_GOLD.replace("EXPECT", on_violation))
-    return str(path)
-
-
-def land(tmp_path: Path, day: str, records: list[dict]) -> None:
-    path = tmp_path / "landing" / "ev" / day.replace("-", "/") / "a.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return Lake(tmp_path, engine=engine, source="ev", schema_hints="seq BIGINT", checks={"malformed_rate_error": 0.5},
+                silver=SILVER.replace("EXPECT", on_violation), gold=GOLD)
 
 
 def assets(lake):
@@ -73,9 +66,9 @@ def assets(lake):
             gold_asset(lake, lake.gold["totals"])]
 
 
-def materialize(config: str, partition: str, **kw):
-    lake = load_config(config)
-    return dg.materialize(assets(lake), partition_key=partition, resources={"lake_resource": LakeResource(config_path=config)}, **kw)
+def materialize(lake: Lake, partition: str, **kw):
+    return dg.materialize(assets(lake.lake_config), partition_key=partition,
+                          resources={"lake_resource": LakeResource(config_path=str(lake.config))}, **kw)
 
 
 @pytest.mark.parametrize("compute", [
@@ -84,10 +77,10 @@ def materialize(config: str, partition: str, **kw):
     pytest.param("{}", marks=pytest.mark.slow),  # serverless
 ], ids=["existing-cluster", "job-cluster", "serverless"])
 def test_bronze_silver_gold_run_as_databricks_jobs(workspace, tmp_path, compute):
-    config = lake_yaml(tmp_path, workspace, compute)
-    land(tmp_path, D1, [{"id": "1", "seq": 1, "payload": {"v": "a"}}, {"id": "2", "seq": 1, "payload": {"v": "a"}},
-                        {"seq": 3, "payload": {"v": "b"}, "extra": {"x": 1}}, "not json"])
-    result = materialize(config, D1)
+    lake = databricks_lake(tmp_path, workspace, compute)
+    lake.land(D1, "a.json", [{"id": "1", "seq": 1, "payload": {"v": "a"}}, {"id": "2", "seq": 1, "payload": {"v": "a"}},
+                             {"seq": 3, "payload": {"v": "b"}, "extra": {"x": 1}}, "not json"])
+    result = materialize(lake, D1)
     assert result.success
     jobs = 3   # bronze (ingest and its checks' audit), silver, gold
     assert len(workspace.runs) == jobs and all(r.state()["result_state"] == "SUCCESS" for r in workspace.runs.values())
@@ -123,9 +116,9 @@ def test_bronze_silver_gold_run_as_databricks_jobs(workspace, tmp_path, compute)
     assert evaluations["rescued_data_rate"].metadata["rows"].value == 3
     assert evaluations["unreadable_files"].passed and evaluations["schema_drift"].passed
 
-    lake, spark = load_config(config), spark_session()
-    assert tables.read(spark, Layout(lake.warehouse, "ev").bronze).count() == 3
-    assert [tuple(r) for r in tables.read(spark, gold_uri(lake.warehouse, "totals")).select("v", "events").collect()] \
+    config, spark = lake.lake_config, spark_session()
+    assert tables.read(spark, Layout(config.warehouse, "ev").bronze).count() == 3
+    assert [tuple(r) for r in tables.read(spark, gold_uri(config.warehouse, "totals")).select("v", "events").collect()] \
         == [("a", 2)]
     # Each job registered its table over the path (CREATE TABLE ... LOCATION, else the job fails);
     # Sail's catalog lives in the job's session, so only the job could read it by name here.
@@ -135,9 +128,9 @@ def test_bronze_silver_gold_run_as_databricks_jobs(workspace, tmp_path, compute)
 def test_a_day_blocked_on_the_cluster_is_not_published(workspace, tmp_path):
     # 2 malformed lines of 3 > malformed_rate_error 0.5: the cluster's audit blocks the day, so
     # silver and gold submit no job and the run fails naming the day.
-    config = lake_yaml(tmp_path, workspace, '{"existing_cluster_id": "c"}')
-    land(tmp_path, D2, [{"id": "1", "seq": 1, "payload": {"v": "a"}}, "not json", "nor this"])
-    result = materialize(config, D2, raise_on_error=False)
+    lake = databricks_lake(tmp_path, workspace, '{"existing_cluster_id": "c"}')
+    lake.land(D2, "a.json", [{"id": "1", "seq": 1, "payload": {"v": "a"}}, "not json", "nor this"])
+    result = materialize(lake, D2, raise_on_error=False)
     assert not result.success and len(workspace.runs) == 1   # the bronze job only
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert not evaluations["malformed_rate"].passed and evaluations["malformed_rate"].severity.value == "ERROR"
@@ -145,27 +138,27 @@ def test_a_day_blocked_on_the_cluster_is_not_published(workspace, tmp_path):
     assert bronze.partition == D2 and bronze.metadata["lake/blocked"].value.startswith("malformed_rate ERROR")
     failures = result.get_step_failure_events()
     assert failures and all(D2 in f.step_failure_data.error.message for f in failures)
-    assert tables.schema_or_none(spark_session(), silver_uri(load_config(config).warehouse, "events")) is None
+    assert tables.schema_or_none(spark_session(), silver_uri(lake.warehouse, "events")) is None
 
 
 def test_a_failing_job_fails_the_step(workspace, tmp_path):
-    config = lake_yaml(tmp_path, workspace, '{"existing_cluster_id": "c"}', on_violation="fail")
-    land(tmp_path, D2, [{"id": "1", "seq": 1, "payload": {"v": "a"}}, {"seq": 2, "payload": {"v": "a"}}])
-    result = materialize(config, D2, raise_on_error=False)
+    lake = databricks_lake(tmp_path, workspace, '{"existing_cluster_id": "c"}', on_violation="fail")
+    lake.land(D2, "a.json", [{"id": "1", "seq": 1, "payload": {"v": "a"}}, {"seq": 2, "payload": {"v": "a"}}])
+    result = materialize(lake, D2, raise_on_error=False)
     assert not result.success
     (failure,) = result.get_step_failure_events()
     assert failure.step_key.startswith("silver") and "failed on Databricks" in failure.step_failure_data.error.message
     assert "'has_id' (1 of 2 rows)" in failure.step_failure_data.error.message  # the job's own error
     assert [r.state()["result_state"] for r in workspace.runs.values()] == ["SUCCESS", "FAILED"]
-    assert tables.schema_or_none(spark_session(), silver_uri(load_config(config).warehouse, "events")) is None
+    assert tables.schema_or_none(spark_session(), silver_uri(lake.warehouse, "events")) is None
 
 
 def test_a_job_that_never_opens_pipes_fails_the_step(workspace, tmp_path, monkeypatch):
     # Pipes alone would report success (dagster issue 17868): the step insists on the job's result.
     monkeypatch.setattr(databricks, "ENTRY_POINT", "not-ours")
-    config = lake_yaml(tmp_path, workspace, '{"existing_cluster_id": "c"}')
-    land(tmp_path, D1, [{"id": "1", "seq": 1, "payload": {"v": "a"}}])
-    result = materialize(config, D1, raise_on_error=False)
+    lake = databricks_lake(tmp_path, workspace, '{"existing_cluster_id": "c"}')
+    lake.land(D1, "a.json", [{"id": "1", "seq": 1, "payload": {"v": "a"}}])
+    result = materialize(lake, D1, raise_on_error=False)
     assert not result.success and workspace.runs[1].state()["result_state"] == "SUCCESS"
     assert "ended without reporting a result" in result.get_step_failure_events()[0].step_failure_data.error.message
 
@@ -185,10 +178,10 @@ defs = dg.Definitions(assets=[bronze_asset(lake, lake.source("ev"))],
 @pytest.mark.slow
 def test_an_interrupted_run_cancels_the_job(workspace, tmp_path):
     # The job sleeps at each fault point, so it is still running when the Dagster run is interrupted.
-    config = lake_yaml(tmp_path, workspace, '{"new_cluster": {"spark_version": "17.3.x-scala2.13", '
-                                            '"spark_env_vars": {"LAKE_RANDOM_DELAY_MS": "60000"}}}')
-    land(tmp_path, D1, [{"id": "1", "seq": 1, "payload": {"v": "a"}}])
-    (tmp_path / "defs.py").write_text(textwrap.dedent(DEFS.format(config=config)))
+    lake = databricks_lake(tmp_path, workspace, '{"new_cluster": {"spark_version": "17.3.x-scala2.13", '
+                                                '"spark_env_vars": {"LAKE_RANDOM_DELAY_MS": "60000"}}}')
+    lake.land(D1, "a.json", [{"id": "1", "seq": 1, "payload": {"v": "a"}}])
+    (tmp_path / "defs.py").write_text(textwrap.dedent(DEFS.format(config=str(lake.config))))
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).parent.parent)}
     (tmp_path / "dagster.yaml").write_text("")
     proc = subprocess.Popen([str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-f",

@@ -2,19 +2,16 @@
 bronze materialized for two partitions, read back with a second reader (delta-rs)."""
 
 import gzip
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
-from deltalake import DeltaTable
 
 from lake_assets import storage
-from lake_assets.core.delta_meta import storage_options
 from lake_assets.definitions import build_definitions
-from lake_assets_tests.conftest import write_config
+from lake_assets_tests.scenario_helpers import materialize, ndjson, read_delta, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,21 +25,6 @@ DAY2 = [
     {"event_id": "e3", "recorded_at": "2026-01-02T09:00:00Z", "device": {"id": "d1", "fw": {"major": 1, "minor": 4}},
      "signals": [{"name": "temp", "value": 22, "unit": "C"}], "battery": 0.5},
 ]
-
-
-def ndjson(records) -> bytes:
-    return b"".join(json.dumps(r).encode() + b"\n" for r in records)
-
-
-def materialize(defs, partition, instance):
-    job = defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False)
-    mats = [e.materialization for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
-    return result, {m.asset_key.to_user_string(): m.metadata for m in mats}
-
-
-def read_delta(uri: str):
-    return DeltaTable(uri, storage_options=storage_options(uri)).to_pandas()
 
 
 def test_bronze_two_partitions_through_dagster(tmp_path, buckets):

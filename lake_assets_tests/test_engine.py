@@ -9,7 +9,7 @@ from lake_assets.config import load_config
 from lake_assets.core.bronze import ingest
 from lake_assets.core.layout import Layout
 from lake_assets.engine import is_embedded, spark_session
-from lake_assets_tests.conftest import write_config
+from lake_assets_tests.scenario_helpers import write_config
 
 
 def test_spark_connect_engine_runs_bronze_against_a_remote_endpoint(tmp_path):

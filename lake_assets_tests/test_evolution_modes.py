@@ -3,16 +3,13 @@
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import pytest
 from pyspark.sql import types as T
 
-from lake_assets.config import parse_config
 from lake_assets.core import quality
-from lake_assets.core.bronze import NewColumnsError, ingest
-from lake_assets.core.layout import Layout
-from lake_assets.core.schema_log import SchemaLog
+from lake_assets.core.bronze import NewColumnsError
+from lake_assets_tests.scenario_helpers import Lake
 
 S, L, D, B, I = T.StringType(), T.LongType(), T.DoubleType(), T.BooleanType(), T.IntegerType()
 AUDIT = ["_rescued_data", "_source_file", "_line", "_record", "_ingested_at", "_batch_id", "_landing_date"]
@@ -20,70 +17,6 @@ AUDIT = ["_rescued_data", "_source_file", "_line", "_record", "_ingested_at", "_
 
 def st(*fields) -> T.StructType:
     return T.StructType([T.StructField(n, t) for n, t in fields])
-
-
-class Lake:
-    """One source over temp landing/warehouse directories."""
-
-    def __init__(self, root: Path, mode: str = "addNewColumns", hints: str = "", source: str = "events"):
-        self.landing, self.name = root / "landing", source
-        self.config = parse_config(
-            f"landing: {root / 'landing'}\nwarehouse: {root / 'warehouse'}\nsources:\n  {source}:\n"
-            f"    path: {source}/\n    start_date: 2026-01-01\n    schema_evolution_mode: {mode}\n"
-            f"    schema_hints: {json.dumps(hints)}\n")
-        self.source = self.config.sources[source]
-        self.layout = Layout(self.config.warehouse, source)
-        self.schemas = SchemaLog(self.layout.schemas)
-
-    def write(self, day: int, name: str, records: list) -> str:
-        """NDJSON under <landing>/<source>/2026/01/0D/name; str items are written as raw lines."""
-        path = self.landing / self.name / "2026" / "01" / f"{day:02d}" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
-        return str(path.resolve())
-
-    def ingest(self, spark, *days: int):
-        return ingest(spark, self.config, self.source, [f"2026-01-{d:02d}" for d in days], log=lambda _: None)
-
-    def rows(self, spark, table: str = "bronze", columns=None) -> list[dict]:
-        df = spark.read.format("delta").load(getattr(self.layout, table))
-        if columns:
-            df = df.select(*columns)
-        return [r.asDict(recursive=True) for r in df.orderBy("_source_file", "_line").collect()]
-
-    def delta_rows(self, table: str = "bronze", columns=None) -> list[dict]:
-        from deltalake import DeltaTable
-
-        frame = DeltaTable(getattr(self.layout, table)).to_pandas()
-        frame = frame.sort_values(["_source_file", "_line"])
-        return [{c: _plain(r[c]) for c in (columns or frame.columns)} for r in frame.to_dict("records")]
-
-    def version(self) -> int | None:
-        from lake_assets.core.delta_meta import table_version
-
-        return table_version(self.layout.bronze)
-
-    def schema(self, spark) -> T.StructType:
-        return spark.read.format("delta").load(self.layout.bronze).schema
-
-
-def _plain(v):
-    """delta-rs/pandas values as plain Python (numpy arrays -> lists, NaN -> None, Timestamps -> UTC naive)."""
-    import pandas as pd
-
-    if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):
-        v = v.tolist()
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if v is None or (not isinstance(v, (str, bytes)) and pd.isna(v)):  # NaN, NaT
-        return None
-    if hasattr(v, "to_pydatetime"):
-        v = v.to_pydatetime()
-    if isinstance(v, dt.datetime) and v.tzinfo is not None:
-        v = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return v
 
 
 def data_schema(schema: T.StructType) -> T.StructType:
@@ -107,12 +40,12 @@ def rescued(row) -> dict | None:
 
 def test_add_new_columns_infers_whole_batch_and_evolves_in_the_same_run(spark, tmp_path):
     lake = Lake(tmp_path)
-    a = lake.write(1, "a.json", [
+    a = lake.land(1, "a.json", [
         {"id": 1, "x": 1, "device": {"id": "d1", "fw": {"major": 1}}, "signals": [{"name": "t", "value": 1.5}]},
         {"id": 2, "x": 2.5, "device": {"id": "d2", "fw": {"major": 2}}, "signals": []},
     ])
-    big = lake.write(1, "big.json", [{"id": 100 + i} for i in range(4999)] + [{"id": 5099, "late": {"k": "v"}}])
-    r1 = lake.ingest(spark, 1)
+    big = lake.land(1, "big.json", [{"id": 100 + i} for i in range(4999)] + [{"id": 5099, "late": {"k": "v"}}])
+    r1 = lake.ingest_with(spark, 1)
     assert (r1.records, r1.malformed, r1.rescued, r1.files) == (5002, 0, 0, 2)
     assert data_schema(lake.schema(spark)) == st(
         ("id", L), ("x", D), ("device", st(("id", S), ("fw", st(("major", L))))),
@@ -121,11 +54,11 @@ def test_add_new_columns_infers_whole_batch_and_evolves_in_the_same_run(spark, t
     v1 = lake.version()
 
     # day 2: a new top-level field, a new field in a struct, a new field in an array of structs
-    b = lake.write(2, "b.json", [
+    b = lake.land(2, "b.json", [
         {"id": 3, "x": 4, "top": True, "device": {"id": "d1", "fw": {"major": 1, "patch": 7}},
          "signals": [{"name": "t", "value": 2, "unit": "C"}]},
     ])
-    r2 = lake.ingest(spark, 2)
+    r2 = lake.ingest_with(spark, 2)
     assert (r2.records, r2.rescued) == (1, 0)
     assert [v for v, _ in r2.schema_changes] == [1]
     assert sorted(r2.schema_changes[0][1].added) == ["device.fw.patch bigint", "signals[].unit string", "top boolean"]
@@ -158,13 +91,13 @@ def test_add_new_columns_infers_whole_batch_and_evolves_in_the_same_run(spark, t
         assert all(r["_rescued_data"] is None for r in rows)
 
     # day 3: values that do not fit existing columns keep the column type and land verbatim in rescue
-    c = lake.write(3, "c.json", [
+    c = lake.land(3, "c.json", [
         {"id": 1.5, "x": "not a number", "device": "d9", "signals": 5},
         {"id": "x", "device": {"id": 7, "fw": [1]}, "signals": [{"name": "t"}, {"name": {"n": 1}, "value": "v"}]},
         {"id": 10**20 + 1, "top": "yes"},
         {"id": 4},
     ])
-    r3 = lake.ingest(spark, 3)
+    r3 = lake.ingest_with(spark, 3)
     assert (r3.records, r3.rescued) == (4, 3)
     assert data_schema(lake.schema(spark)) == schema      # no column changed type
     cols = ["_line", "id", "x", "top", "device", "signals", "_rescued_data"]
@@ -189,12 +122,12 @@ def test_add_new_columns_infers_whole_batch_and_evolves_in_the_same_run(spark, t
 def test_conflicting_shapes_inside_one_file_are_rescued(spark, tmp_path):
     # object then scalar, array then scalar, scalar then object for the same field, all in one first batch
     lake = Lake(tmp_path)
-    f = lake.write(1, "a.json", [
+    f = lake.land(1, "a.json", [
         {"o": {"a": 1}, "arr": [1, 2], "s": "x", "n": 1},
         {"o": 3, "arr": "flat", "s": {"k": 1}, "n": 2.5},
         {"o": [1], "arr": [{"z": 1}], "s": [1], "n": "three"},
     ])
-    r = lake.ingest(spark, 1)
+    r = lake.ingest_with(spark, 1)
     assert (r.records, r.rescued) == (3, 2)
     assert data_schema(lake.schema(spark)) == st(("o", st(("a", L))), ("arr", T.ArrayType(L)), ("s", S), ("n", D))
     cols = ["_line", "o", "arr", "s", "n", "_rescued_data"]
@@ -211,18 +144,18 @@ def test_conflicting_shapes_inside_one_file_are_rescued(spark, tmp_path):
 # ---------------------------------------------------------------- rescue
 
 def test_rescue_mode_never_changes_the_schema(spark, tmp_path):
-    lake = Lake(tmp_path, mode="rescue")
-    lake.write(1, "a.json", [{"id": 1, "device": {"id": "d1", "fw": {"major": 1}},
-                              "signals": [{"name": "t", "value": 1.5}]}])
-    lake.ingest(spark, 1)
+    lake = Lake(tmp_path, schema_evolution_mode="rescue")
+    lake.land(1, "a.json", [{"id": 1, "device": {"id": "d1", "fw": {"major": 1}},
+                             "signals": [{"name": "t", "value": 1.5}]}])
+    lake.ingest_with(spark, 1)
     before = lake.schema(spark)
-    b = lake.write(2, "b.json", [
+    b = lake.land(2, "b.json", [
         {"id": 2, "new": {"deep": [1, 2]}, "device": {"id": "d2", "fw": {"major": 2, "patch": 3}},
          "signals": [{"name": "a"}, {"name": "b"}, {"name": "c", "unit": "C"}]},
         {"id": "3", "signals": [{"value": "high"}]},
         {"id": 4, "_file_path": "a data field"},
     ])
-    r = lake.ingest(spark, 2)
+    r = lake.ingest_with(spark, 2)
     assert (r.records, r.rescued) == (3, 3)
     assert r.schema_changes == [] and [v.version for v in lake.schemas.versions()] == [0]
     assert lake.schema(spark) == before
@@ -245,16 +178,16 @@ def test_rescue_mode_never_changes_the_schema(spark, tmp_path):
 # ---------------------------------------------------------------- failOnNewColumns
 
 def test_fail_on_new_columns_writes_nothing_until_accepted(spark, tmp_path):
-    lake = Lake(tmp_path, mode="failOnNewColumns")
-    lake.write(1, "a.json", [{"id": 1, "device": {"id": "d1"}, "signals": [{"name": "t"}]}])
-    lake.ingest(spark, 1)
+    lake = Lake(tmp_path, schema_evolution_mode="failOnNewColumns")
+    lake.land(1, "a.json", [{"id": 1, "device": {"id": "d1"}, "signals": [{"name": "t"}]}])
+    lake.ingest_with(spark, 1)
     version, rows = lake.version(), lake.rows(spark)
-    b = lake.write(2, "b.json", [
+    b = lake.land(2, "b.json", [
         {"id": 2, "top": 1, "device": {"id": "d2", "fw": {"patch": 3}}, "signals": [{"name": "u", "unit": "C"}]},
         {"id": "x"},
     ])
     with pytest.raises(NewColumnsError) as caught:
-        lake.ingest(spark, 2)
+        lake.ingest_with(spark, 2)
     assert sorted(caught.value.fields) == ["device.fw struct<patch:bigint>", "signals[].unit string", "top bigint"]
     for field in ("top", "device.fw", "signals[].unit"):
         assert field in str(caught.value)
@@ -267,11 +200,11 @@ def test_fail_on_new_columns_writes_nothing_until_accepted(spark, tmp_path):
 
     # failing again is stable; accepting the pending schema lets the same files load
     with pytest.raises(NewColumnsError):
-        lake.ingest(spark, 2)
+        lake.ingest_with(spark, 2)
     assert lake.version() == version
     lake.schemas.accept_pending()
     assert lake.schemas.pending() is None and [v.version for v in lake.schemas.versions()] == [0, 1]
-    r = lake.ingest(spark, 2)
+    r = lake.ingest_with(spark, 2)
     assert (r.records, r.rescued) == (2, 1)
     cols = ["_source_file", "_line", "id", "top", "device", "signals", "_rescued_data"]
     for got in (lake.rows(spark, columns=cols), lake.delta_rows(columns=cols)):
@@ -283,11 +216,11 @@ def test_fail_on_new_columns_writes_nothing_until_accepted(spark, tmp_path):
 
 
 def test_fail_on_new_columns_lets_type_conflicts_through_rescued(spark, tmp_path):
-    lake = Lake(tmp_path, mode="failOnNewColumns")
-    lake.write(1, "a.json", [{"id": 1}])
-    lake.ingest(spark, 1)
-    b = lake.write(2, "b.json", [{"id": 2.5}, {"id": 3, "gone": None}])
-    r = lake.ingest(spark, 2)
+    lake = Lake(tmp_path, schema_evolution_mode="failOnNewColumns")
+    lake.land(1, "a.json", [{"id": 1}])
+    lake.ingest_with(spark, 1)
+    b = lake.land(2, "b.json", [{"id": 2.5}, {"id": 3, "gone": None}])
+    r = lake.ingest_with(spark, 2)
     assert (r.records, r.rescued) == (2, 1)
     assert [(x["id"], rescued(x)) for x in lake.rows(spark)] == [(1, None), (None, {"id": 2.5, "_file_path": b}),
                                                                (3, None)]
@@ -296,13 +229,13 @@ def test_fail_on_new_columns_lets_type_conflicts_through_rescued(spark, tmp_path
 # ---------------------------------------------------------------- none
 
 def test_none_mode_ignores_unknown_fields_but_rescues_conflicts(spark, tmp_path):
-    lake = Lake(tmp_path, mode="none")
-    lake.write(1, "a.json", [{"id": 1, "device": {"id": "d1"}}])
-    lake.ingest(spark, 1)
+    lake = Lake(tmp_path, schema_evolution_mode="none")
+    lake.land(1, "a.json", [{"id": 1, "device": {"id": "d1"}}])
+    lake.ingest_with(spark, 1)
     before = lake.schema(spark)
-    b = lake.write(2, "b.json", [{"id": 2, "new": 1, "device": {"id": "d2", "extra": True}},
-                                 {"id": "bad", "device": {"id": 5}}])
-    r = lake.ingest(spark, 2)
+    b = lake.land(2, "b.json", [{"id": 2, "new": 1, "device": {"id": "d2", "extra": True}},
+                                {"id": "bad", "device": {"id": 5}}])
+    r = lake.ingest_with(spark, 2)
     assert sorted(r.ignored_fields) == ["device.extra boolean", "new bigint"]
     assert (r.records, r.rescued) == (2, 1)
     assert lake.schema(spark) == before and [v.version for v in lake.schemas.versions()] == [0]
@@ -320,8 +253,8 @@ HINTS = ("n INT, at TIMESTAMP, day DATE, device.fw.patch INT, signals.element.va
 
 
 def test_schema_hints_fix_types_and_add_absent_fields(spark, tmp_path):
-    lake = Lake(tmp_path, hints=HINTS)
-    f = lake.write(1, "a.json", [
+    lake = Lake(tmp_path, schema_hints=HINTS)
+    f = lake.land(1, "a.json", [
         {"n": 5, "at": "2026-01-01T10:00:00+02:00", "day": "2026-01-31", "device": {"fw": {"patch": 1}},
          "signals": [{"value": 1}, {"value": 2.5}], "tags": {"a": "b"}, "prices": {"x": 1}, "price": 12.34},
         {"n": 3_000_000_000, "at": "yesterday", "day": "2026-02-30", "device": {"fw": {"patch": 2**40}},
@@ -329,7 +262,7 @@ def test_schema_hints_fix_types_and_add_absent_fields(spark, tmp_path):
         {"n": -7, "at": "2026-06-30T23:59:59.5-05:00", "tags": {}, "price": 3},
         {"at": "0999-01-01T00:00:00Z", "huge": 10**25 + 1},
     ])
-    r = lake.ingest(spark, 1)
+    r = lake.ingest_with(spark, 1)
     assert (r.records, r.rescued) == (4, 1)
     assert data_schema(lake.schema(spark)) == st(
         ("n", I), ("at", T.TimestampType()), ("day", T.DateType()), ("device", st(("fw", st(("patch", I))))),
@@ -365,13 +298,13 @@ def test_schema_hints_fix_types_and_add_absent_fields(spark, tmp_path):
 
 def test_problem_column_names_are_rescued_never_collide(spark, tmp_path):
     lake = Lake(tmp_path)
-    f = lake.write(1, "a.json", [
+    f = lake.land(1, "a.json", [
         {"temp": 1, "Temp": 2, "a b": 3, "x=y": 4, "c,d": 5, "tab\there": 6, "_source_file": "fake",
          "_Rescued_Data": "fake", "device": {"id": "d", "ID": "D"}},
         {"TEMP": 9, "temp": 8},
     ])
-    g = lake.write(2, "b.json", [{"Temp": 7, "Device": {"x": 1}, "temp": 6}])
-    r = lake.ingest(spark, 1, 2)
+    g = lake.land(2, "b.json", [{"Temp": 7, "Device": {"x": 1}, "temp": 6}])
+    r = lake.ingest_with(spark, 1, 2)
     assert (r.records, r.rescued) == (3, 3)
     assert data_schema(lake.schema(spark)) == st(("temp", L), ("device", st(("id", S))))
     assert set(r.rejected_fields) >= {"Temp", "TEMP", "a b", "x=y", "c,d", "tab\there", "_source_file",
@@ -392,12 +325,12 @@ def test_problem_column_names_are_rescued_never_collide(spark, tmp_path):
 
 def test_malformed_lines_go_to_quarantine_and_the_run_continues(spark, tmp_path):
     lake = Lake(tmp_path)
-    f = lake.write(1, "a.json", [
+    f = lake.land(1, "a.json", [
         {"id": 1}, "not json", "[1, 2]", "42", '{"id": 2, "trunc', "", '"just a string"', {"id": 3},
         '{"id": nan}', '{"id": 1e400}',
     ])
-    g = lake.write(1, "b.json", [{"id": 4}])
-    r = lake.ingest(spark, 1)
+    g = lake.land(1, "b.json", [{"id": 4}])
+    r = lake.ingest_with(spark, 1)
     assert (r.records, r.malformed, r.files) == (3, 7, 2)
     assert [(x["_source_file"], x["_line"], x["id"], x["_rescued_data"])
             for x in lake.rows(spark, columns=["_source_file", "_line", "id", "_rescued_data"])] == [
@@ -415,12 +348,12 @@ def test_malformed_lines_go_to_quarantine_and_the_run_continues(spark, tmp_path)
 def test_checks_audit_each_day_on_every_engine(spark, tmp_path):
     """The bronze checks' core (quality.audit) per day: a clean day passes, a day with a type
     conflict in most rows, a malformed line and new fields is judged on its own figures."""
-    lake = Lake(tmp_path, hints="n BIGINT")
-    lake.write(1, "a.json", [{"id": i, "n": i} for i in range(10)])
-    lake.write(2, "b.json", [{"id": 10, "n": "x"}, {"id": 11, "n": "y"}, {"id": 12, "n": 3, "extra": True},
-                             "not json"])
-    result = lake.ingest(spark, 1, 2)
-    audits = quality.audit(spark, lake.config, lake.source, ["2026-01-01", "2026-01-02"], result.batch_ids)
+    lake = Lake(tmp_path, schema_hints="n BIGINT")
+    lake.land(1, "a.json", [{"id": i, "n": i} for i in range(10)])
+    lake.land(2, "b.json", [{"id": 10, "n": "x"}, {"id": 11, "n": "y"}, {"id": 12, "n": 3, "extra": True},
+                            "not json"])
+    result = lake.ingest_with(spark, 1, 2)
+    audits = quality.audit(spark, lake.lake_config, lake.source_config, ["2026-01-01", "2026-01-02"], result.batch_ids)
     day1, day2 = audits["2026-01-01"], audits["2026-01-02"]
     assert (day1.facts.rows, day1.facts.rescued, day1.facts.malformed) == (10, 0, 0)
     assert (day2.facts.rows, day2.facts.rescued, day2.facts.malformed) == (3, 2, 1)

@@ -16,7 +16,7 @@ import random
 import pytest
 
 from lake_assets.core import faults
-from lake_assets_tests.conftest import engine_config
+from lake_assets_tests.engines import engine_config
 from lake_assets_tests.scenario_helpers import DAY1, DAY2, SOURCE, Lake, kill_after, lines_for
 
 POINTS = list(faults.POINTS)
@@ -283,19 +283,13 @@ def test_corrupt_gzip_fails_that_file_and_the_rest_lands(tmp_path, content):
     lake.assert_valid()
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from lake_assets.engine import spark_session
-
-    return spark_session()
-
-
 def _cli(lake: Lake, *args: str) -> int:
     from lake_assets import cli
 
     return cli.main(["--config", str(lake.config), *args])
 
 
+@pytest.mark.embedded
 def test_file_deleted_between_listing_and_reading(tmp_path, monkeypatch, capsys, spark):
     """The listing names a file that is gone when the batch reads it (deterministically: the
     listing is patched to add a FileInfo for a file that does not exist)."""
@@ -326,6 +320,7 @@ def test_file_deleted_between_listing_and_reading(tmp_path, monkeypatch, capsys,
     lake.assert_exactly_once("ghost file, rerun", failed={ghost: "no longer exists"})
 
 
+@pytest.mark.embedded
 @pytest.mark.parametrize("cached", [True, False], ids=["parse-cached", "read-again"])
 def test_file_deleted_after_the_scan_before_the_rows_are_read(tmp_path, monkeypatch, capsys, spark, cached):
     """The file vanishes after the scan pass (which read it) and before the rows pass. When the

@@ -12,7 +12,8 @@ from lake_assets.demo.data import land_demo_data
 from lake_assets.orchestration.bronze import bronze_asset
 from lake_assets.orchestration.resources import LakeResource
 from lake_assets.orchestration.silver_gold import gold_asset, silver_asset
-from lake_assets_tests.test_silver import D1, D2, D3, ingest, land, make_lake, pandas_rows, rows
+from lake_assets_tests.scenario_helpers import DAY1 as D1, DAY2 as D2, DAY3 as D3
+from lake_assets_tests.scenario_helpers import Lake, pandas_rows, table_rows
 
 SILVER = """\
   events:
@@ -37,59 +38,62 @@ GOLD = """\
 
 
 def test_gold_partitions_are_replaced_and_rebuilds_are_whole(spark, tmp_path):
-    lake = make_lake(tmp_path, SILVER, GOLD)
+    lake = Lake(tmp_path, source="ev", silver=SILVER, gold=GOLD, schema_hints="seq BIGINT")
+    config = lake.lake_config
     totals, overall = layout.gold_uri(lake.warehouse, "totals"), layout.gold_uri(lake.warehouse, "overall")
-    land(lake, D1, "a.json", [{"id": "1", "seq": 1, "payload": {"v": "a", "n": 1}},
-                              {"id": "2", "seq": 1, "payload": {"v": "a", "n": 2}}])
-    land(lake, D2, "b.json", [{"id": "3", "seq": 1, "payload": {"v": "b", "n": 5}}])
-    ingest(spark, lake, D1, D2)
+    lake.land(D1, "a.json", [{"id": "1", "seq": 1, "payload": {"v": "a", "n": 1}},
+                             {"id": "2", "seq": 1, "payload": {"v": "a", "n": 2}}])
+    lake.land(D2, "b.json", [{"id": "3", "seq": 1, "payload": {"v": "b", "n": 5}}])
+    lake.ingest_with(spark, D1, D2)
     for day in (D1, D2):
-        silver.run(spark, lake, lake.silver["events"], [day], log=lambda m: None)
-    result = gold.run(spark, lake, lake.gold["totals"], [D1, D2], log=lambda m: None)
+        silver.run(spark, config, config.silver["events"], [day], log=lambda m: None)
+    result = gold.run(spark, config, config.gold["totals"], [D1, D2], log=lambda m: None)
     assert result.rows_written == {D1: 1, D2: 1}
     cols = ["_partition_date", "v", "events", "total"]
-    assert rows(spark, totals, cols) == [(D1, "a", 2, 3), (D2, "b", 1, 5)]
+    assert table_rows(spark, totals, cols) == [(D1, "a", 2, 3), (D2, "b", 1, 5)]
 
     # A late file on day 1 updates id 2 and adds id 4: recomputing day 1 replaces only that partition.
-    land(lake, D1, "c.json", [{"id": "2", "seq": 2, "payload": {"v": "c", "n": 20}},
-                              {"id": "4", "seq": 1, "payload": {"v": "a", "n": 4}}])
-    ingest(spark, lake, D1)
-    silver.run(spark, lake, lake.silver["events"], [D1], log=lambda m: None)
-    gold.run(spark, lake, lake.gold["totals"], [D1], log=lambda m: None)
-    gold.run(spark, lake, lake.gold["totals"], [D1, D3], log=lambda m: None)  # rerun; day 3 has no rows
+    lake.land(D1, "c.json", [{"id": "2", "seq": 2, "payload": {"v": "c", "n": 20}},
+                             {"id": "4", "seq": 1, "payload": {"v": "a", "n": 4}}])
+    lake.ingest_with(spark, D1)
+    silver.run(spark, config, config.silver["events"], [D1], log=lambda m: None)
+    gold.run(spark, config, config.gold["totals"], [D1], log=lambda m: None)
+    gold.run(spark, config, config.gold["totals"], [D1, D3], log=lambda m: None)  # rerun; day 3 has no rows
     expected = [(D1, "a", 2, 5), (D1, "c", 1, 20), (D2, "b", 1, 5)]
-    assert rows(spark, totals, cols) == expected
+    assert table_rows(spark, totals, cols) == expected
     assert pandas_rows(totals, cols) == expected
 
-    result = gold.run(spark, lake, lake.gold["overall"], None, log=lambda m: None)
+    result = gold.run(spark, config, config.gold["overall"], None, log=lambda m: None)
     assert (result.days, result.table_rows) == (None, 1)
-    assert rows(spark, overall, ["events", "total"]) == [(4, 30)]
-    gold.run(spark, lake, lake.gold["overall"], None, log=lambda m: None)
+    assert table_rows(spark, overall, ["events", "total"]) == [(4, 30)]
+    gold.run(spark, config, config.gold["overall"], None, log=lambda m: None)
     assert pandas_rows(overall, ["events", "total"]) == [(4, 30)]
 
 
 def test_gold_needs_its_silver_table(spark, tmp_path):
-    lake = make_lake(tmp_path, SILVER, GOLD)
+    lake = Lake(tmp_path, source="ev", silver=SILVER, gold=GOLD, schema_hints="seq BIGINT")
+    config = lake.lake_config
     with pytest.raises(gold.GoldError, match="materialize silver/events first"):
-        gold.run(spark, lake, lake.gold["totals"], [D1], log=lambda m: None)
+        gold.run(spark, config, config.gold["totals"], [D1], log=lambda m: None)
 
 
-def test_dagster_assets_materialize_with_metadata(embedded_spark, tmp_path):
-    spark = embedded_spark  # Dagster runs the lake config's engine: the embedded one
-    lake = make_lake(tmp_path, SILVER, GOLD)
-    land(lake, D1, "a.json", [{"id": "1", "seq": 1, "payload": {"v": "a", "n": 1}},
-                              {"seq": 2, "payload": {"v": "a", "n": 500}}])
-    resources = {"lake_resource": LakeResource(config_path=str(tmp_path / "lake.yaml"))}
-    ev = silver_asset(lake, lake.silver["events"])
-    totals, overall = gold_asset(lake, lake.gold["totals"]), gold_asset(lake, lake.gold["overall"])
-    defs = dg.Definitions(assets=[bronze_asset(lake, lake.source("ev")), ev, totals, overall], resources=resources)
+@pytest.mark.embedded   # Dagster runs the lake config's engine: the embedded one
+def test_dagster_assets_materialize_with_metadata(spark, tmp_path):
+    lake = Lake(tmp_path, source="ev", silver=SILVER, gold=GOLD, schema_hints="seq BIGINT")
+    config = lake.lake_config
+    lake.land(D1, "a.json", [{"id": "1", "seq": 1, "payload": {"v": "a", "n": 1}},
+                             {"seq": 2, "payload": {"v": "a", "n": 500}}])
+    resources = {"lake_resource": LakeResource(config_path=str(lake.config))}
+    ev = silver_asset(config, config.silver["events"])
+    totals, overall = gold_asset(config, config.gold["totals"]), gold_asset(config, config.gold["overall"])
+    defs = dg.Definitions(assets=[bronze_asset(config, config.source("ev")), ev, totals, overall], resources=resources)
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey(["silver", "events"])).parent_keys == {dg.AssetKey(["bronze", "ev"])}
     assert graph.get(dg.AssetKey(["gold", "totals"])).parent_keys == {dg.AssetKey(["silver", "events"])}
     assert ev.partitions_def.start.date() == dt.date(2026, 1, 1) and overall.partitions_def is None
     assert ev.group_names_by_key[ev.key] == "silver" and totals.group_names_by_key[totals.key] == "gold"
 
-    result = dg.materialize([bronze_asset(lake, lake.source("ev")), ev, totals], partition_key=D1,
+    result = dg.materialize([bronze_asset(config, config.source("ev")), ev, totals], partition_key=D1,
                             resources=resources)
     assert result.success
     meta = {m.asset_key.path[0]: m.metadata for m in result.get_asset_materialization_events()
@@ -104,17 +108,18 @@ def test_dagster_assets_materialize_with_metadata(embedded_spark, tmp_path):
 
     result = dg.materialize([overall], resources=resources, selection=[overall.key])
     assert result.success
-    assert rows(spark, layout.gold_uri(lake.warehouse, "overall"), ["events", "total"]) == [(1, 1)]
+    assert table_rows(spark, layout.gold_uri(lake.warehouse, "overall"), ["events", "total"]) == [(1, 1)]
 
 
-def test_dagster_fail_expectation_fails_the_run(embedded_spark, tmp_path):
-    spark = embedded_spark  # Dagster runs the lake config's engine: the embedded one
-    lake = make_lake(tmp_path, SILVER.replace("on_violation: quarantine", "on_violation: fail"),
-                     hints="seq BIGINT, id STRING")  # no record has an id
-    land(lake, D1, "a.json", [{"seq": 2, "payload": {"v": "a", "n": 5}}])
-    ingest(spark, lake, D1)
-    resources = {"lake_resource": LakeResource(config_path=str(tmp_path / "lake.yaml"))}
-    result = dg.materialize([silver_asset(lake, lake.silver["events"])], partition_key=D1, resources=resources,
+@pytest.mark.embedded   # Dagster runs the lake config's engine: the embedded one
+def test_dagster_fail_expectation_fails_the_run(spark, tmp_path):
+    lake = Lake(tmp_path, source="ev", silver=SILVER.replace("on_violation: quarantine", "on_violation: fail"),
+                schema_hints="seq BIGINT, id STRING")  # no record has an id
+    config = lake.lake_config
+    lake.land(D1, "a.json", [{"seq": 2, "payload": {"v": "a", "n": 5}}])
+    lake.ingest_with(spark, D1)
+    resources = {"lake_resource": LakeResource(config_path=str(lake.config))}
+    result = dg.materialize([silver_asset(config, config.silver["events"])], partition_key=D1, resources=resources,
                             raise_on_error=False)
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data

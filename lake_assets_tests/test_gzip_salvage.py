@@ -15,50 +15,38 @@ from pathlib import Path
 
 import pytest
 
-from lake_assets.config import parse_config
-from lake_assets.core.bronze import Layout, ingest
-from lake_assets.engine import spark_session
+from lake_assets_tests.scenario_helpers import Lake
 
 DAY = "2026-01-02"
 KEY = "2026/01/02/03/firehose-1-2026-01-02-03-00-00-abc.gz"
 RECORDS = [{"id": i, "event": {"kind": ["click", "view", "buy"][i % 3], "ms": i * 7, "tag": "t" * (i % 40)}}
            for i in range(3000)]
-SHAPES = {  # name: (config lines, how each record is written, between records, before the first, after the last)
-    "firehose": ("", lambda r: json.dumps(r), "", "", ""),
-    "ndjson": ("", lambda r: json.dumps(r), "\n", "", ""),
-    "multiline": ("    multiline: true\n", lambda r: json.dumps(r, indent=2), "\n", "", ""),
-    "array": ("    multiline: true\n", lambda r: json.dumps(r, indent=1), ",\n", "[\n", "\n]"),
-    "cloudtrail": ("    records_path: Records\n", lambda r: json.dumps(r), ",", '{"Records":[', "]}"),
+SHAPES = {  # name: (source keys, how each record is written, between records, before the first, after the last)
+    "firehose": ({}, lambda r: json.dumps(r), "", "", ""),
+    "ndjson": ({}, lambda r: json.dumps(r), "\n", "", ""),
+    "multiline": ({"multiline": True}, lambda r: json.dumps(r, indent=2), "\n", "", ""),
+    "array": ({"multiline": True}, lambda r: json.dumps(r, indent=1), ",\n", "[\n", "\n]"),
+    "cloudtrail": ({"records_path": "Records"}, lambda r: json.dumps(r), ",", '{"Records":[', "]}"),
 }
 
 
-@pytest.fixture(scope="module")
-def spark():
-    return spark_session()
+pytestmark = pytest.mark.embedded   # `spark`: the embedded engine only (see conftest)
 
 
-def _lake(root: Path, on_corrupt: str, extra: str = ""):
-    config = parse_config(f"landing: {root / 'landing'}\nwarehouse: {root / 'warehouse'}\nsources:\n  src:\n"
-                          f"    path: src/\n    start_date: 2026-01-01\n    on_corrupt: {on_corrupt}\n{extra}")
-    return config, config.sources["src"]
+def _lake(root: Path, on_corrupt: str, keys: dict | None = None) -> Lake:
+    return Lake(root, source="src", on_corrupt=on_corrupt, **(keys or {}))
 
 
-def _land_cut(root: Path, shape: str, keep: float) -> tuple[str, list[str]]:
+def _land_cut(lake: Lake, shape: str, keep: float) -> tuple[str, list[str]]:
     """The records written in `shape`, gzipped and cut after `keep` of the compressed bytes; (uri, texts)."""
     _, dump, sep, before, after = SHAPES[shape]
     texts = [dump(r) for r in RECORDS]
     data = gzip.compress((before + sep.join(texts) + after).encode())
-    path = root / "landing" / "src" / KEY
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data[:int(len(data) * keep)])
-    return str(path), texts
+    return lake.put(KEY, data[:int(len(data) * keep)]), texts
 
 
-def _table(config, table: str) -> list[dict]:
-    from deltalake import DeltaTable
-
-    uri = getattr(Layout(config.warehouse, "src"), table)
-    return DeltaTable(uri).to_pandas().to_dict("records") if Path(uri).exists() else []
+def _table(lake: Lake, table: str) -> list[dict]:
+    return lake.frame(getattr(lake.layout, table)).to_dict("records")
 
 
 def _split(texts: list[str], shape: str, decompressed: int) -> tuple[int, int, int]:
@@ -75,14 +63,14 @@ def _split(texts: list[str], shape: str, decompressed: int) -> tuple[int, int, i
 
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_salvage_keeps_the_whole_records_and_quarantines_the_cut_one(spark, tmp_path, shape):
-    config, source = _lake(tmp_path, "salvage", SHAPES[shape][0])
-    uri, texts = _land_cut(tmp_path, shape, 0.55)
+    lake = _lake(tmp_path, "salvage", SHAPES[shape][0])
+    uri, texts = _land_cut(lake, shape, 0.55)
     said: list[str] = []
-    result = ingest(spark, config, source, [DAY], log=said.append)
+    result = lake.ingest_with(spark, DAY, log=said.append)
     lost = result.salvaged[uri]
     decompressed = int(re.search(r"loaded the (\d+) byte\(s\)", lost).group(1))
     assert any(s.startswith(f"{uri}: salvaged:") for s in said)
-    rows, bad = _table(config, "bronze"), _table(config, "quarantine")
+    rows, bad = _table(lake, "bronze"), _table(lake, "quarantine")
     whole, cut, past = _split(texts, shape, decompressed)
     assert 1000 < whole < 2500 and len(rows) == whole and len(bad) == cut == 1
     assert len(RECORDS) == len(rows) + len(bad) + past  # in = bronze + quarantine + what the report says is lost
@@ -94,35 +82,31 @@ def test_salvage_keeps_the_whole_records_and_quarantines_the_cut_one(spark, tmp_
     assert all(math.isnan(r["_record"]) for r in rows) == (shape == "ndjson")  # NDJSON keeps its lines
     assert int(bad[0][position]) == whole + (position == "_line")
     assert texts[whole].startswith(bad[0]["_raw"].strip()) and bad[0]["_raw"].strip()  # the cut record, as it is
-    entry = {e["uri"]: e for e in _ledger(config)}[uri]
+    entry = {e["uri"]: e for e in lake.ledger()}[uri]
     assert (entry["status"], entry["records"], entry["malformed"]) == ("committed", whole, 1)
     assert "salvaged" in entry["error"]
-    again = ingest(spark, config, source, [DAY], log=lambda _: None)
-    assert again.records == 0 and len(_table(config, "bronze")) == whole  # not loaded again
-
-
-def _ledger(config) -> list[dict]:
-    return _table(config, "ledger")
+    again = lake.ingest_with(spark, DAY)
+    assert again.records == 0 and len(_table(lake, "bronze")) == whole  # not loaded again
 
 
 @pytest.mark.parametrize("on_corrupt", ["fail", "skip"])
 def test_fail_and_skip_load_nothing_of_a_cut_firehose_object(spark, tmp_path, on_corrupt):
-    config, source = _lake(tmp_path, on_corrupt)
-    uri, _ = _land_cut(tmp_path, "firehose", 0.55)
-    result = ingest(spark, config, source, [DAY], log=lambda _: None)
-    assert result.records == 0 and not _table(config, "bronze") and not result.salvaged
+    lake = _lake(tmp_path, on_corrupt)
+    uri, _ = _land_cut(lake, "firehose", 0.55)
+    result = lake.ingest_with(spark, DAY)
+    assert result.records == 0 and not _table(lake, "bronze") and not result.salvaged
     errors = result.failed if on_corrupt == "fail" else result.skipped_corrupt
     assert list(errors) == [uri] and "gzip" in errors[uri]
-    entry = {e["uri"]: e for e in _ledger(config)}[uri]
+    entry = {e["uri"]: e for e in lake.ledger()}[uri]
     assert entry["status"] == ("failed" if on_corrupt == "fail" else "skipped")
 
 
 def test_a_whole_firehose_gzip_is_not_salvaged(spark, tmp_path):
-    config, source = _lake(tmp_path, "salvage")
-    uri, _ = _land_cut(tmp_path, "firehose", 1.0)
-    result = ingest(spark, config, source, [DAY], log=lambda _: None)
-    assert result.records == len(RECORDS) and not result.salvaged and not _table(config, "quarantine")
-    assert not any(math.isnan(r["_record"]) for r in _table(config, "bronze"))
+    lake = _lake(tmp_path, "salvage")
+    uri, _ = _land_cut(lake, "firehose", 1.0)
+    result = lake.ingest_with(spark, DAY)
+    assert result.records == len(RECORDS) and not result.salvaged and not _table(lake, "quarantine")
+    assert not any(math.isnan(r["_record"]) for r in _table(lake, "bronze"))
 
 
 # ---------------------------------------------------------------- what framing keeps of a cut file (no engine)

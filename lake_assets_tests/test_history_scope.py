@@ -14,11 +14,7 @@ from lake_assets.core.ledger import SCHEMA, Ledger
 from lake_assets_tests.scenario_helpers import DAY1, DAY2, SOURCE, Lake, lines_for
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from lake_assets.engine import spark_session
-
-    return spark_session()
+pytestmark = pytest.mark.embedded   # `spark`: the embedded engine only (see conftest)
 
 
 def put(landing: str, key: str) -> str:

@@ -13,50 +13,30 @@ from pathlib import Path
 
 import pytest
 
-from lake_assets.config import parse_config
-from lake_assets.core.bronze import ingest
-from lake_assets.core.layout import Layout
-from lake_assets.engine import spark_session
+from lake_assets_tests.scenario_helpers import Lake
 
 MODES = ["addNewColumns", "rescue", "failOnNewColumns", "none"]
 DAY = "2026-01-02"
 
 
-@pytest.fixture(scope="module")
-def spark():
-    return spark_session()
+pytestmark = pytest.mark.embedded   # `spark`: the embedded engine only (see conftest)
 
 
-def _lake(root: Path, mode: str, **keys):
-    extra = "".join(f"    {k}: {json.dumps(v)}\n" for k, v in keys.items())
-    config = parse_config(f"landing: {root / 'landing'}\nwarehouse: {root / 'warehouse'}\nsources:\n  src:\n"
-                          f"    path: src/\n    start_date: 2026-01-01\n    schema_evolution_mode: {mode}\n{extra}")
-    return config, config.sources["src"]
+def _lake(root: Path, mode: str, **keys) -> Lake:
+    return Lake(root, source="src", schema_evolution_mode=mode, **keys)
 
 
-def _put(root: Path, key: str, body: bytes) -> None:
-    path = root / "landing" / "src" / key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(body) if key.endswith(".gz") else body)
+def _put(lake: Lake, key: str, body: bytes) -> None:
+    lake.put(key, gzip.compress(body) if key.endswith(".gz") else body)
 
 
-def _rows(config, table: str = "bronze") -> list[dict]:
-    from deltalake import DeltaTable
-
-    uri = getattr(Layout(config.warehouse, "src"), table)
-    try:
-        frame = DeltaTable(uri).to_pandas()  # (not to_pyarrow_table: the exit-code trap in ENGINE.md)
-    except Exception:
-        return []
-    return frame.sort_values(["_source_file", "_line"]).to_dict("records")
+def _rows(lake: Lake, table: str = "bronze") -> list[dict]:
+    frame = lake.frame(getattr(lake.layout, table))  # (not to_pyarrow_table: the exit-code trap in ENGINE.md)
+    return [] if frame.empty else frame.sort_values(["_source_file", "_line"]).to_dict("records")
 
 
 def _null(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))  # pandas reads null strings as NaN
-
-
-def _run(spark, config, source):
-    return ingest(spark, config, source, [DAY], log=lambda _: None)
 
 
 FIREHOSE = [{"id": i, "event": {"kind": "click" if i % 2 else "view", "ms": i * 10}} for i in range(6)]
@@ -64,16 +44,16 @@ FIREHOSE = [{"id": i, "event": {"kind": "click" if i % 2 else "view", "ms": i * 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_firehose_concatenated_documents_and_arrays_land_every_record_once(spark, tmp_path, mode):
-    config, source = _lake(tmp_path, mode)
-    _put(tmp_path, "2026/01/02/00/fh-1", b"".join(json.dumps(r).encode() for r in FIREHOSE[:3]))  # {..}{..}
-    _put(tmp_path, "2026/01/02/01/fh-2", b"\n".join(json.dumps(r, indent=2).encode() for r in FIREHOSE[3:]))
-    _put(tmp_path, "2026/01/02/array.json", json.dumps([{"id": 10}, {"id": 11, "event": {"kind": "x"}}]).encode())
-    _put(tmp_path, "2026/01/02/bom.json", b"\xef\xbb\xbf" + b'{"id":20}\n{"id":21}\n')
-    _put(tmp_path, "2026/01/02/cr.json", b'{"id":30}\r{"id":31}\r{"id":32}')
-    _put(tmp_path, "2026/01/02/nan.json", b'{"id":40,"score":NaN}\n{"id":41,"score":-Infinity}\n{"id":42,"score":1.5}\n')
-    _put(tmp_path, "2026/01/02/bad.json", b'{"id":50}\n{"id":\n')
-    result = _run(spark, config, source)
-    rows, bad = _rows(config), _rows(config, "quarantine")
+    lake = _lake(tmp_path, mode)
+    _put(lake, "2026/01/02/00/fh-1", b"".join(json.dumps(r).encode() for r in FIREHOSE[:3]))  # {..}{..}
+    _put(lake, "2026/01/02/01/fh-2", b"\n".join(json.dumps(r, indent=2).encode() for r in FIREHOSE[3:]))
+    _put(lake, "2026/01/02/array.json", json.dumps([{"id": 10}, {"id": 11, "event": {"kind": "x"}}]).encode())
+    _put(lake, "2026/01/02/bom.json", b"\xef\xbb\xbf" + b'{"id":20}\n{"id":21}\n')
+    _put(lake, "2026/01/02/cr.json", b'{"id":30}\r{"id":31}\r{"id":32}')
+    _put(lake, "2026/01/02/nan.json", b'{"id":40,"score":NaN}\n{"id":41,"score":-Infinity}\n{"id":42,"score":1.5}\n')
+    _put(lake, "2026/01/02/bad.json", b'{"id":50}\n{"id":\n')
+    result = lake.ingest_with(spark, DAY)
+    rows, bad = _rows(lake), _rows(lake, "quarantine")
     assert len(rows) + len(bad) == 6 + 2 + 2 + 3 + 3 + 2 and len(bad) == 1
     assert result.records == len(rows) and result.malformed == 1
     by_id = {r["id"]: r for r in rows}
@@ -87,8 +67,8 @@ def test_firehose_concatenated_documents_and_arrays_land_every_record_once(spark
     assert {(r["_line"], math.isnan(r["_record"])) for r in rows if r["_source_file"].endswith("bom.json")} == {
         (1, True), (2, True)}  # (pandas reads the null _record as NaN)
     assert bad[0]["_line"] == 2 and bad[0]["_raw"] == '{"id":'
-    again = ingest(spark, config, source, [DAY], reprocess=True, log=lambda _: None)  # exactly once on rerun
-    assert again.records == len(rows) and len(_rows(config)) == len(rows)
+    again = lake.ingest_with(spark, DAY, reprocess=True)  # exactly once on rerun
+    assert again.records == len(rows) and len(_rows(lake)) == len(rows)
 
 
 CLOUDTRAIL = [{"eventVersion": "1.08", "eventTime": f"2026-01-02T0{i}:00:00Z", "eventName": "PutObject",
@@ -99,17 +79,17 @@ CLOUDTRAIL = [{"eventVersion": "1.08", "eventTime": f"2026-01-02T0{i}:00:00Z", "
 
 @pytest.mark.parametrize("mode", MODES)
 def test_cloudtrail_records_are_rows_and_digest_files_are_skipped(spark, tmp_path, mode):
-    config, source = _lake(tmp_path, mode, records_path="Records")
+    lake = _lake(tmp_path, mode, records_path="Records")
     base = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/01/02/"
     name = "123456789012_CloudTrail_us-east-1_20260102T0000Z_{}.json.gz"
-    _put(tmp_path, base + name.format("a"), json.dumps({"Records": CLOUDTRAIL[:3]}, indent=1).encode())
-    _put(tmp_path, base + name.format("b"), json.dumps({"Records": CLOUDTRAIL[3:]}).encode())
-    _put(tmp_path, "AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2026/01/02/"
+    _put(lake, base + name.format("a"), json.dumps({"Records": CLOUDTRAIL[:3]}, indent=1).encode())
+    _put(lake, base + name.format("b"), json.dumps({"Records": CLOUDTRAIL[3:]}).encode())
+    _put(lake, "AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2026/01/02/"
          "123456789012_CloudTrail-Digest_us-east-1_x_20260102T0000Z.json.gz",
          json.dumps({"awsAccountId": "123456789012", "digestStartTime": "x", "logFiles": []}).encode())
-    _put(tmp_path, base + "not-an-envelope.json.gz", b'{"eventName":"x"}')
-    result = _run(spark, config, source)
-    rows, bad = _rows(config), _rows(config, "quarantine")
+    _put(lake, base + "not-an-envelope.json.gz", b'{"eventName":"x"}')
+    result = lake.ingest_with(spark, DAY)
+    rows, bad = _rows(lake), _rows(lake, "quarantine")
     assert len(rows) == 5 and len(bad) == 1 and "no array at records_path Records" in bad[0]["_error"]
     assert result.skipped_unselected == 1  # the digest file
     assert sorted(r["eventTime"] for r in rows) == sorted(r["eventTime"] for r in CLOUDTRAIL)
@@ -129,25 +109,23 @@ def _ddb_item(i: int) -> dict:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_dynamodb_export_unmarshals_items_and_skips_manifests(spark, tmp_path, mode):
-    config, source = _lake(tmp_path, mode, format="dynamodb")
-    config = parse_config(config.model_dump_json().replace('"src/"', '"src/AWSDynamoDB/*/data/"'))
-    source = config.sources["src"]
+    lake = _lake(tmp_path, mode, format="dynamodb", path="src/AWSDynamoDB/*/data/")
     export = "AWSDynamoDB/01767000000000-abcdef12/"
     # as AWS documents an export to S3: data/*.json.gz (one {"Item": ...} per line), manifests, checksums
-    _put(tmp_path, export + "data/aaaa.json.gz", b"\n".join(json.dumps(_ddb_item(i)).encode() for i in range(3)) + b"\n")
-    _put(tmp_path, export + "data/bbbb.json.gz", json.dumps(_ddb_item(3)).encode() + b'\n{"Item":{"pk":{"Q":1}}}\n')
-    _put(tmp_path, export + "manifest-summary.json", json.dumps({"version": "2020-06-30", "itemCount": 5}).encode())
-    _put(tmp_path, export + "manifest-summary.md5", b"abc")
-    _put(tmp_path, export + "manifest-files.json", json.dumps({"itemCount": 3, "dataFileS3Key": "x"}).encode())
-    _put(tmp_path, export + "manifest-files.md5", b"abc")
-    _put(tmp_path, export + "_started", b"")
-    _put(tmp_path, export + "data/aaaa.checksum", b"abc")
-    for f in (tmp_path / "landing").rglob("*"):
+    _put(lake, export + "data/aaaa.json.gz", b"\n".join(json.dumps(_ddb_item(i)).encode() for i in range(3)) + b"\n")
+    _put(lake, export + "data/bbbb.json.gz", json.dumps(_ddb_item(3)).encode() + b'\n{"Item":{"pk":{"Q":1}}}\n')
+    _put(lake, export + "manifest-summary.json", json.dumps({"version": "2020-06-30", "itemCount": 5}).encode())
+    _put(lake, export + "manifest-summary.md5", b"abc")
+    _put(lake, export + "manifest-files.json", json.dumps({"itemCount": 3, "dataFileS3Key": "x"}).encode())
+    _put(lake, export + "manifest-files.md5", b"abc")
+    _put(lake, export + "_started", b"")
+    _put(lake, export + "data/aaaa.checksum", b"abc")
+    for f in Path(lake.landing).rglob("*"):
         if f.is_file():  # the landing day comes from the objects' time (the keys carry no date)
             import os
             os.utime(f, (1767312000, 1767312000))  # 2026-01-02 00:00 UTC
-    result = _run(spark, config, source)
-    rows, bad = _rows(config), _rows(config, "quarantine")
+    result = lake.ingest_with(spark, DAY)
+    rows, bad = _rows(lake), _rows(lake, "quarantine")
     assert len(rows) == 4 and len(bad) == 1 and "unknown type tag" in bad[0]["_error"]
     row = {r["pk"]: r for r in rows}["user#1"]
     assert (row["age"], row["balance"], row["active"], row["address"]["city"], row["address"]["zip"]) == (
@@ -159,25 +137,24 @@ def test_dynamodb_export_unmarshals_items_and_skips_manifests(spark, tmp_path, m
 
 
 def test_a_path_matching_nothing_warns_naming_the_pattern(spark, tmp_path):
-    config, source = _lake(tmp_path, "addNewColumns")
-    config = parse_config(config.model_dump_json().replace('"src/"', '"src/AWSDynamoDB/*/data/"'))
-    _put(tmp_path, "AWSDynamoDB/0176-ab/manifest-summary.json", b"{}")  # no data/ folder: nothing matches
+    lake = _lake(tmp_path, "addNewColumns", path="src/AWSDynamoDB/*/data/")
+    _put(lake, "AWSDynamoDB/0176-ab/manifest-summary.json", b"{}")  # no data/ folder: nothing matches
     said = []
-    result = ingest(spark, config, config.sources["src"], [DAY], log=said.append)
+    result = lake.ingest_with(spark, DAY, log=said.append)
     assert result.records == 0 and any("warning" in s and "AWSDynamoDB/*/data/" in s for s in said)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_github_payloads_with_empty_values_and_numbers_for_strings_are_not_rescued(spark, tmp_path, mode):
-    config, source = _lake(tmp_path, mode, schema_hints="pusher.id STRING", include=["*.json"])
+    lake = _lake(tmp_path, mode, schema_hints="pusher.id STRING", include=["*.json"])
     day1 = [{"action": "opened", "labels": [], "assignees": [], "pusher": {"id": "u1"}, "head": {}, "n": 1},
             {"action": "closed", "labels": [{"name": "bug"}], "assignees": [], "pusher": {"id": 1700000000},
              "head": {}, "n": 2, "draft": True}]
-    _put(tmp_path, "2026/01/02/payloads.json", b"\n".join(json.dumps(r).encode() for r in day1))
-    _put(tmp_path, "2026/01/02/_SUCCESS", b"")
-    _put(tmp_path, "2026/01/02/notes.txt", b"not data")
-    result = _run(spark, config, source)
-    rows = _rows(config)
+    _put(lake, "2026/01/02/payloads.json", b"\n".join(json.dumps(r).encode() for r in day1))
+    _put(lake, "2026/01/02/_SUCCESS", b"")
+    _put(lake, "2026/01/02/notes.txt", b"not data")
+    result = lake.ingest_with(spark, DAY)
+    rows = _rows(lake)
     assert len(rows) == 2 and result.skipped_unselected == 2
     assert all(_null(r["_rescued_data"]) for r in rows)
     assert [r["pusher"]["id"] for r in rows] == ["u1", "1700000000"]  # a number for a STRING: its JSON text
@@ -188,16 +165,14 @@ def test_github_payloads_with_empty_values_and_numbers_for_strings_are_not_rescu
 def test_on_s3_bronze_and_the_sensor_select_the_same_objects_of_a_glob_path(spark, tmp_path, buckets, local_s3):
     from dagster import DagsterInstance, build_sensor_context
 
-    from lake_assets.config import load_config
     from lake_assets.definitions import build_definitions
     from lake_assets.orchestration.resources import LakeResource
-    from lake_assets_tests.conftest import write_config
 
     landing, warehouse = buckets
     today = __import__("datetime").datetime.now(__import__("datetime").timezone.utc).date()
-    path = write_config(tmp_path / "lake.yaml", landing, warehouse, f"""
-        users: {{path: "exports/AWSDynamoDB/*/data/", format: dynamodb, start_date: {today.isoformat()}}}
-    """)
+    lake = Lake(tmp_path, warehouse, landing=landing, source="users", path="exports/AWSDynamoDB/*/data/",
+                format="dynamodb", start_date=today.isoformat())
+    path = str(lake.config)
     client, bucket = local_s3.client(), landing[5:]
     export = "exports/AWSDynamoDB/01767000000000-abcdef12/"
     client.put_object(Bucket=bucket, Key=export + "data/aaaa.json.gz",
@@ -213,27 +188,21 @@ def test_on_s3_bronze_and_the_sensor_select_the_same_objects_of_a_glob_path(spar
     requested = defs.get_sensor_def("bronze_users_files")(context).run_requests
     assert [r.tags["lake/files"] for r in requested] == ["1"]  # only the data file starts a run
 
-    lake = load_config(path)
-    result = ingest(spark, lake, lake.sources["users"], [today.isoformat()], log=lambda _: None)
+    result = lake.ingest_with(spark, today.isoformat())
     assert (result.files, result.records, result.skipped_unselected) == (1, 5, 7)
-    from deltalake import DeltaTable
-
-    from lake_assets.core.delta_meta import storage_options
-
-    uri = Layout(lake.warehouse, "users").bronze
-    frame = DeltaTable(uri, storage_options=storage_options(uri)).to_pandas()
+    frame = lake.frame(lake.bronze_path)
     assert sorted(frame["pk"]) == [f"user#{i}" for i in range(5)] and sorted(frame["age"]) == [18, 19, 20, 21, 22]
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_hive_style_folders_become_typed_columns(spark, tmp_path, mode):
-    config, source = _lake(tmp_path, mode, partition_columns=["customer_id", "dt", "region"],
+    lake = _lake(tmp_path, mode, partition_columns=["customer_id", "dt", "region"],
                            schema_hints="dt DATE")
-    _put(tmp_path, "customer_id=40/dt=2026-01-02/a.json", b'{"id":1}\n{"id":2,"region":"eu"}\n')
-    _put(tmp_path, "customer_id=41/dt=2026-01-02/region=us/b.json", b'{"id":3}\n')
-    _put(tmp_path, "customer_id=abc/dt=2026-01-02/c.json", b'{"id":4}\n')  # not a number: rescued, not lost
-    result = _run(spark, config, source)
-    rows = _rows(config)
+    _put(lake, "customer_id=40/dt=2026-01-02/a.json", b'{"id":1}\n{"id":2,"region":"eu"}\n')
+    _put(lake, "customer_id=41/dt=2026-01-02/region=us/b.json", b'{"id":3}\n')
+    _put(lake, "customer_id=abc/dt=2026-01-02/c.json", b'{"id":4}\n')  # not a number: rescued, not lost
+    result = lake.ingest_with(spark, DAY)
+    rows = _rows(lake)
     assert result.records == 4 == len(rows)
     got = {r["id"]: (r["customer_id"], str(r["dt"]), None if _null(r["region"]) else r["region"]) for r in rows}
     assert {k: v for k, v in got.items() if k != 4} == {
@@ -242,7 +211,7 @@ def test_hive_style_folders_become_typed_columns(spark, tmp_path, mode):
     assert math.isnan(row4["customer_id"]) and json.loads(row4["_rescued_data"])["customer_id"] == "abc"
     from lake_assets.core import tables
 
-    schema = tables.schema_or_none(spark, Layout(config.warehouse, "src").bronze)
+    schema = tables.schema_or_none(spark, lake.layout.bronze)
     assert {f.name: f.dataType.simpleString() for f in schema.fields if f.name in ("customer_id", "dt", "region")} == {
         "customer_id": "bigint", "dt": "date", "region": "string"}
 
@@ -251,20 +220,20 @@ def test_hive_style_folders_become_typed_columns(spark, tmp_path, mode):
 def test_a_new_field_in_framed_records_follows_the_evolution_mode(spark, tmp_path, mode):
     from lake_assets.core.bronze import NewColumnsError
 
-    config, source = _lake(tmp_path, mode, records_path="Records")
+    lake = _lake(tmp_path, mode, records_path="Records")
     day1 = {"Records": [{"id": 1, "a": {"x": 1}}, {"id": 2, "a": {"x": 2}}]}
-    _put(tmp_path, "2026/01/01/ct.json.gz", json.dumps(day1, indent=2).encode())
-    ingest(spark, config, source, ["2026-01-01"], log=lambda _: None)
+    _put(lake, "2026/01/01/ct.json.gz", json.dumps(day1, indent=2).encode())
+    lake.ingest_with(spark, "2026-01-01")
     day2 = [{"Records": [{"id": 3, "a": {"x": 3, "new": "n3"}}]}, {"Records": [{"id": 4, "a": {"x": 4}, "top": 7}]}]
-    _put(tmp_path, "2026/01/02/ct.json", b"".join(json.dumps(d).encode() for d in day2))  # concatenated envelopes
+    _put(lake, "2026/01/02/ct.json", b"".join(json.dumps(d).encode() for d in day2))  # concatenated envelopes
     if mode == "failOnNewColumns":
         with pytest.raises(NewColumnsError, match="a.new"):
-            _run(spark, config, source)
-        assert len(_rows(config)) == 2  # nothing written for the batch
+            lake.ingest_with(spark, DAY)
+        assert len(_rows(lake)) == 2  # nothing written for the batch
         return
-    result = _run(spark, config, source)
-    rows = {r["id"]: r for r in _rows(config)}
-    assert len(rows) == 4 and result.records == 2 and not _rows(config, "quarantine")
+    result = lake.ingest_with(spark, DAY)
+    rows = {r["id"]: r for r in _rows(lake)}
+    assert len(rows) == 4 and result.records == 2 and not _rows(lake, "quarantine")
     new = [(rows[3]["_record"], rows[4]["_record"]), (rows[3]["_line"], rows[4]["_line"])]
     assert new == [(0, 1), (1, 2)]
     if mode == "addNewColumns":

@@ -12,38 +12,26 @@ from pathlib import Path
 
 import pytest
 
-from lake_assets.config import parse_config
 from lake_assets.core import pyarrow_scan, tables, typed_rows
-from lake_assets.core.bronze import Layout, ingest
-from lake_assets.engine import spark_session
+from lake_assets_tests.scenario_helpers import Lake
 
 MODES = ["addNewColumns", "rescue", "failOnNewColumns", "none"]
 
 
-@pytest.fixture(scope="module")
-def spark():
-    return spark_session()
+pytestmark = pytest.mark.embedded   # `spark`: the embedded engine only (see conftest)
 
 
-def _lake(root: Path, mode: str, extra: str = "    format: dynamodb\n"):
-    config = parse_config(f"landing: {root / 'landing'}\nwarehouse: {root / 'warehouse'}\nsources:\n  src:\n"
-                          f"    path: src/\n    start_date: 2026-01-01\n    schema_evolution_mode: {mode}\n{extra}")
-    return config, config.sources["src"]
+def _lake(root: Path, mode: str, keys: dict | None = None) -> Lake:
+    return Lake(root, source="src", schema_evolution_mode=mode, **({"format": "dynamodb"} if keys is None else keys))
 
 
-def _put(root: Path, key: str, lines: list[dict]) -> None:
-    path = root / "landing" / "src" / key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\n".join(json.dumps(r).encode() for r in lines) + b"\n")
+def _put(lake: Lake, key: str, lines: list[dict]) -> None:
+    lake.put(key, b"\n".join(json.dumps(r).encode() for r in lines) + b"\n")
 
 
-def _table(config, table: str = "bronze") -> list[dict]:
-    from deltalake import DeltaTable
-
-    uri = getattr(Layout(config.warehouse, "src"), table)
-    if not Path(uri).exists():
-        return []
-    return DeltaTable(uri).to_pandas().sort_values(["_source_file", "_line"]).to_dict("records")
+def _table(lake: Lake, table: str = "bronze") -> list[dict]:
+    frame = lake.frame(getattr(lake.layout, table))
+    return [] if frame.empty else frame.sort_values(["_source_file", "_line"]).to_dict("records")
 
 
 def _null(value) -> bool:
@@ -76,34 +64,34 @@ def _check_values(rows: list[dict]) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_b_and_bs_land_as_binary_and_array_of_binary(spark, tmp_path, mode):
-    config, source = _lake(tmp_path, mode)
-    _put(tmp_path, "2026/01/02/data.json", [_item(i) for i in range(4)])
-    result = ingest(spark, config, source, ["2026-01-02"], log=lambda _: None)
-    rows = _table(config)
-    assert result.records == 4 == len(rows) and not _table(config, "quarantine")
+    lake = _lake(tmp_path, mode)
+    _put(lake, "2026/01/02/data.json", [_item(i) for i in range(4)])
+    result = lake.ingest_with(spark, "2026-01-02")
+    rows = _table(lake)
+    assert result.records == 4 == len(rows) and not _table(lake, "quarantine")
     assert all(_null(r["_rescued_data"]) for r in rows)
     _check_values(rows)
-    schema = tables.schema_or_none(spark, Layout(config.warehouse, "src").bronze)
+    schema = tables.schema_or_none(spark, lake.layout.bronze)
     assert {f.name: f.dataType.simpleString() for f in schema.fields if f.name in ("photo", "thumbs", "meta", "chunks")
             } == {"photo": "binary", "thumbs": "array<binary>", "meta": "struct<sig:binary,note:string>",
                   "chunks": "array<binary>"}
     # Sail reads the same bytes back
     got = {r["pk"]: bytes(r["photo"]) for r in spark.read.format("delta")
-           .load(Layout(config.warehouse, "src").bronze).select("pk", "photo").collect()}
+           .load(lake.layout.bronze).select("pk", "photo").collect()}
     assert got == {f"user#{i}": _blob(i) for i in range(4)}
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_b_attribute_later_seen_as_s_is_rescued(spark, tmp_path, mode):
-    config, source = _lake(tmp_path, mode)
-    _put(tmp_path, "2026/01/01/data.json", [_item(0), _item(1)])
-    ingest(spark, config, source, ["2026-01-01"], log=lambda _: None)
+    lake = _lake(tmp_path, mode)
+    _put(lake, "2026/01/01/data.json", [_item(0), _item(1)])
+    lake.ingest_with(spark, "2026-01-01")
     later = [_item(2), _item(3)]
     later[0]["Item"]["photo"] = {"S": "user photo #2"}     # S where the column is BINARY
     later[1]["Item"]["photo"] = {"N": "7"}
-    _put(tmp_path, "2026/01/02/data.json", later + [{"Item": {"pk": {"Z": "?"}}}])
-    result = ingest(spark, config, source, ["2026-01-02"], log=lambda _: None)
-    rows, bad = _table(config), _table(config, "quarantine")
+    _put(lake, "2026/01/02/data.json", later + [{"Item": {"pk": {"Z": "?"}}}])
+    result = lake.ingest_with(spark, "2026-01-02")
+    rows, bad = _table(lake), _table(lake, "quarantine")
     assert len(rows) + len(bad) == 5 and len(bad) == 1 and result.records == 2
     day2 = {r["pk"]: r for r in rows if r["_landing_date"] == "2026-01-02"}
     assert _null(day2["user#2"]["photo"]) and json.loads(day2["user#2"]["_rescued_data"])["photo"] == "user photo #2"
@@ -111,7 +99,7 @@ def test_a_b_attribute_later_seen_as_s_is_rescued(spark, tmp_path, mode):
     assert [bytes(b) for b in day2["user#2"]["thumbs"]] == [_blob(2)[:2], b""]   # the rest as usual
 
 
-def _contents(config) -> list[tuple]:
+def _contents(lake: Lake) -> list[tuple]:
     def plain(v):
         if isinstance(v, (bytes, bytearray)):
             return bytes(v)
@@ -125,19 +113,19 @@ def _contents(config) -> list[tuple]:
     def rescued(text):
         return None if _null(text) else {k: v for k, v in json.loads(text).items() if k != "_file_path"}
     keep = ("pk", "photo", "thumbs", "meta", "chunks", "_line")
-    return sorted((*(repr(plain(r[k])) for k in keep), repr(rescued(r["_rescued_data"]))) for r in _table(config))
+    return sorted((*(repr(plain(r[k])) for k in keep), repr(rescued(r["_rescued_data"]))) for r in _table(lake))
 
 
 def test_the_pyarrow_path_lands_what_walking_every_record_lands(spark, tmp_path, monkeypatch):
     """One file the pyarrow path conforms as it is; one whose B column holds an S value that is
     not base64 (that file goes to the walk); both equal to walking every record."""
     def write(root):
-        config, source = _lake(root, "addNewColumns")
-        _put(root, "2026/01/02/clean.json", [_item(i) for i in range(5)])
+        lake = _lake(root, "addNewColumns")
+        _put(lake, "2026/01/02/clean.json", [_item(i) for i in range(5)])
         mixed = [_item(i) for i in range(5, 9)]
         mixed[2]["Item"]["photo"] = {"S": "not base64!"}
-        _put(root, "2026/01/02/mixed.json", mixed)
-        return config, source
+        _put(lake, "2026/01/02/mixed.json", mixed)
+        return lake
     walked, original = set(), typed_rows.walked_batch
 
     def spy(out, declared, fitter, lines, f):
@@ -145,25 +133,25 @@ def test_the_pyarrow_path_lands_what_walking_every_record_lands(spark, tmp_path,
         return original(out, declared, fitter, lines, f)
     monkeypatch.setattr(typed_rows, "walked_batch", spy)
     fast = write(tmp_path / "fast")
-    r_fast = ingest(spark, *fast, ["2026-01-02"], log=lambda _: None)
+    r_fast = fast.ingest_with(spark, "2026-01-02")
     assert walked == {"mixed.json"}  # clean.json: its pyarrow parse, base64 decoded by conform
     monkeypatch.setattr(typed_rows, "walked_batch", original)
     slow = write(tmp_path / "slow")
     monkeypatch.setattr(pyarrow_scan, "arrow_scan", lambda data: None)  # the Python scan: every record walked
-    r_slow = ingest(spark, *slow, ["2026-01-02"], log=lambda _: None)
+    r_slow = slow.ingest_with(spark, "2026-01-02")
     assert (r_fast.records, r_fast.rescued) == (r_slow.records, r_slow.rescued) == (9, 1)
-    assert _contents(fast[0]) == _contents(slow[0])
-    rows = _table(fast[0])
+    assert _contents(fast) == _contents(slow)
+    rows = _table(fast)
     _check_values([r for r in rows if r["pk"] != "user#7"])
     assert json.loads([r for r in rows if r["pk"] == "user#7"][0]["_rescued_data"])["photo"] == "not base64!"
 
 
 def test_a_binary_hint_decodes_base64_strings_of_plain_json(spark, tmp_path):
-    config, source = _lake(tmp_path, "addNewColumns", "    schema_hints: \"blob BINARY, parts.element BINARY\"\n")
-    _put(tmp_path, "2026/01/02/a.json", [{"id": 1, "blob": _b64(b"\x01\x02"), "parts": [_b64(b"p")]},
-                                         {"id": 2, "blob": "%%%", "parts": []}, {"id": 3, "blob": 5}])
-    result = ingest(spark, config, source, ["2026-01-02"], log=lambda _: None)
-    rows = {r["id"]: r for r in _table(config)}
+    lake = _lake(tmp_path, "addNewColumns", {"schema_hints": "blob BINARY, parts.element BINARY"})
+    _put(lake, "2026/01/02/a.json", [{"id": 1, "blob": _b64(b"\x01\x02"), "parts": [_b64(b"p")]},
+                                     {"id": 2, "blob": "%%%", "parts": []}, {"id": 3, "blob": 5}])
+    result = lake.ingest_with(spark, "2026-01-02")
+    rows = {r["id"]: r for r in _table(lake)}
     assert result.records == 3 and bytes(rows[1]["blob"]) == b"\x01\x02"
     assert [bytes(p) for p in rows[1]["parts"]] == [b"p"]
     assert json.loads(rows[2]["_rescued_data"])["blob"] == "%%%" and json.loads(rows[3]["_rescued_data"])["blob"] == 5

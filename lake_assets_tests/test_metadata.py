@@ -10,8 +10,7 @@ from lake_assets.config import load_config
 from lake_assets.core.bronze import ingest
 from lake_assets.definitions import build_definitions
 from lake_assets.engine import spark_session
-from lake_assets_tests.conftest import write_config
-from lake_assets_tests.test_end_to_end import ndjson
+from lake_assets_tests.scenario_helpers import ndjson, write_config
 
 SOURCES = """
     ev: {path: ev/, start_date: 2026-01-01, owners: [team:data], tags: {domain: devices}}

@@ -7,18 +7,14 @@ operator or a buggy job would."""
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import pytest
 
 from lake_assets_tests.scenario_helpers import DAY1, DAY2, SOURCE, Lake, lines_for
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from lake_assets.engine import spark_session
-
-    return spark_session()
+pytestmark = pytest.mark.embedded   # `spark`: the embedded engine only (see conftest)
 
 
 def loaded_lake(tmp_path) -> Lake:
@@ -32,10 +28,11 @@ def loaded_lake(tmp_path) -> Lake:
 
 def snapshot(lake: Lake) -> dict:
     """Every file under the warehouse with its size and mtime: 'nothing changed' means equal."""
-    if not lake.warehouse.exists():
+    warehouse = Path(lake.warehouse)
+    if not warehouse.exists():
         return {}
-    return {str(p.relative_to(lake.warehouse)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in lake.warehouse.rglob("*") if p.is_file()}
+    return {str(p.relative_to(warehouse)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in warehouse.rglob("*") if p.is_file()}
 
 
 def validate_fails_with(lake: Lake, *texts: str) -> str:

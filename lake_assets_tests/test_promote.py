@@ -13,7 +13,7 @@ from lake_assets.core.layout import Layout
 from lake_assets.core.promote import PromoteError, promote
 from lake_assets.core.schema_log import SchemaLog
 from lake_assets.engine import spark_session
-from lake_assets_tests.conftest import write_config
+from lake_assets_tests.scenario_helpers import write_config
 
 
 def _land(root, day, records):

@@ -11,8 +11,7 @@ import random
 import pytest
 
 from lake_assets.core import pyarrow_scan, reader, typed_rows
-from lake_assets.engine import spark_session
-from lake_assets_tests.test_evolution_modes import Lake
+from lake_assets_tests.scenario_helpers import Lake
 
 
 def both(data: bytes):
@@ -113,11 +112,11 @@ def test_key_text_gives_each_lines_json_type():
     assert pyarrow_scan.types_by_key_text([b'{"k":1,"k":"x"}'], "k") is None  # twice in one line
 
 
-@pytest.mark.parametrize("data, engine", [(d, "arrow") for d in ARROW_OK + LEFT_OUT]
+@pytest.mark.parametrize("data, scanner", [(d, "arrow") for d in ARROW_OK + LEFT_OUT]
                          + [(d, "python") for d in FALLBACK + SPLIT_FALLBACK])
-def test_arrow_scan_equals_python_inferrer_or_falls_back(data, engine):
+def test_arrow_scan_equals_python_inferrer_or_falls_back(data, scanner):
     fast, slow = both(data)
-    assert fast["engine"] == engine
+    assert fast["engine"] == scanner
     same(fast, slow)
 
 
@@ -194,9 +193,7 @@ def test_conflict_lines_and_timestamp_shapes():
 
 # ---------------------------------------------------------------- end to end: fast == slow
 
-@pytest.fixture(scope="module")
-def spark():
-    return spark_session()
+pytestmark = pytest.mark.embedded   # `spark`: the embedded engine only (see conftest)
 
 
 def _records(rng, n, conflicts: bool, bad_ts: bool = False):
@@ -218,16 +215,16 @@ def _records(rng, n, conflicts: bool, bad_ts: bool = False):
 
 def _write_files(lake: Lake):
     rng = random.Random(11)
-    lake.write(1, "plain.json", _records(rng, 60, False))
-    lake.write(1, "conflicts.json", _records(rng, 60, True))
+    lake.land(1, "plain.json", _records(rng, 60, False))
+    lake.land(1, "conflicts.json", _records(rng, 60, True))
     objects = _records(rng, 30, False)
     for i, r in enumerate(objects):  # a conflict the typed path walks: objects where numbers were
         if i % 4 == 3:
             r["fw"]["minor"] = {"rc": i}
-    lake.write(1, "objects.json", objects)
-    lake.write(1, "bad_ts.json", _records(rng, 60, False, bad_ts=True))
-    lake.write(1, "malformed.json", _records(rng, 20, False)[:10] + ['{"id": 1, "at":', "", "  ", "[1]"]
-               + _records(rng, 20, True)[10:])
+    lake.land(1, "objects.json", objects)
+    lake.land(1, "bad_ts.json", _records(rng, 60, False, bad_ts=True))
+    lake.land(1, "malformed.json", _records(rng, 20, False)[:10] + ['{"id": 1, "at":', "", "  ", "[1]"]
+              + _records(rng, 20, True)[10:])
 
 
 def _contents(spark, lake: Lake):
@@ -250,7 +247,7 @@ def _ingest_fast_and_slow(spark, tmp_path, monkeypatch, hints, write=None, mode=
     with every file walked line by line through the Fitter: (fast lake, slow lake, {file: lines
     the fast run walked})."""
     write = write or _write_files
-    fast = Lake(tmp_path / "fast", mode=mode, hints=hints)
+    fast = Lake(tmp_path / "fast", schema_evolution_mode=mode, schema_hints=hints)
     write(fast)
     walked: dict = {}
     original = typed_rows.walked_batch
@@ -260,14 +257,14 @@ def _ingest_fast_and_slow(spark, tmp_path, monkeypatch, hints, write=None, mode=
         return original(out, declared, fitter, lines, f)
 
     monkeypatch.setattr(typed_rows, "walked_batch", spy)
-    r_fast = [fast.ingest(spark, day) for day in days]  # one batch per day
+    r_fast = [fast.ingest_with(spark, day) for day in days]  # one batch per day
     assert not reader._PARSED.items  # what the scan kept is gone, taken by lake_typed or released
     monkeypatch.setattr(typed_rows, "walked_batch", original)
 
-    slow = Lake(tmp_path / "slow", mode=mode, hints=hints)
+    slow = Lake(tmp_path / "slow", schema_evolution_mode=mode, schema_hints=hints)
     write(slow)
     monkeypatch.setattr(pyarrow_scan, "arrow_scan", lambda data: None)  # the Python scan: nothing typed
-    r_slow = [slow.ingest(spark, day) for day in days]
+    r_slow = [slow.ingest_with(spark, day) for day in days]
     assert [(r.records, r.rescued, r.malformed) for r in r_fast] == [(r.records, r.rescued, r.malformed) for r in r_slow]
     assert fast.schema(spark) == slow.schema(spark)
     return fast, slow, walked
@@ -293,10 +290,10 @@ def test_typed_files_land_exactly_what_walking_every_record_lands(spark, tmp_pat
 def _write_drift(lake: Lake):
     """Day 1 sets the schema; day 2 brings a file whose first values of fw.minor are strings (the
     batch's type is BIGINT), a new scalar field, a new object and a case variant."""
-    lake.write(1, "base.json", [{"id": i, "fw": {"minor": i}, "v": i / 3} for i in range(5)])
-    lake.write(2, "later.json", [{"id": 10 + i, "fw": {"minor": f"{i}-rc" if i < 3 else i}, "v": i * 1.1,
-                                  "note": f"n{i}" if i % 2 else None, "flag": i % 3 == 0,
-                                  "meta": {"k": i}, "ID": i} for i in range(8)])
+    lake.land(1, "base.json", [{"id": i, "fw": {"minor": i}, "v": i / 3} for i in range(5)])
+    lake.land(2, "later.json", [{"id": 10 + i, "fw": {"minor": f"{i}-rc" if i < 3 else i}, "v": i * 1.1,
+                                 "note": f"n{i}" if i % 2 else None, "flag": i % 3 == 0,
+                                 "meta": {"k": i}, "ID": i} for i in range(8)])
 
 
 @pytest.mark.parametrize("mode", ["addNewColumns", "rescue", "none"])
@@ -372,9 +369,9 @@ def test_conform_fills_missing_fields_widens_and_keeps_nulls_at_every_level():
 def test_a_value_that_does_not_convert_sends_its_file_to_the_walk(spark, tmp_path, monkeypatch):
     import datetime as dt
 
-    lake = Lake(tmp_path, hints="n INT, d DATE")
-    lake.write(1, "ok.json", [{"n": 1, "d": "2026-01-02", "v": 0.1}, {"n": -5, "d": None, "v": 2}])
-    big = lake.write(1, "big.json", [{"n": 2**31, "d": "2026-01-03", "v": 1.5}, {"n": 7, "d": "2026-02-30", "v": 3}])
+    lake = Lake(tmp_path, schema_hints="n INT, d DATE")
+    lake.land(1, "ok.json", [{"n": 1, "d": "2026-01-02", "v": 0.1}, {"n": -5, "d": None, "v": 2}])
+    big = lake.land(1, "big.json", [{"n": 2**31, "d": "2026-01-03", "v": 1.5}, {"n": 7, "d": "2026-02-30", "v": 3}])
     typed, walked = [], []
     plan, walk = reader.plan_reads, typed_rows.walked_batch
 
@@ -389,7 +386,7 @@ def test_a_value_that_does_not_convert_sends_its_file_to_the_walk(spark, tmp_pat
 
     monkeypatch.setattr(reader, "plan_reads", spy_plan)
     monkeypatch.setattr(typed_rows, "walked_batch", spy_walk)
-    r = lake.ingest(spark, 1)
+    r = lake.ingest_with(spark, 1)
     assert sorted(typed) == ["big.json", "ok.json"] and sorted(walked) == [("big.json", 1), ("big.json", 2)]
     assert (r.records, r.rescued) == (4, 2)
     rows = lake.rows(spark, columns=["_source_file", "_line", "n", "d", "v", "_rescued_data"])

@@ -19,11 +19,7 @@ from lake_assets_tests.scenario_helpers import DAY1, DAY2, SOURCE, Lake, lines_f
 BRONZE_COMMIT_1 = rf"/bronze/{SOURCE}/_delta_log/0+1\.json$"
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from lake_assets.engine import spark_session
-
-    return spark_session()
+pytestmark = pytest.mark.embedded   # `spark`: the embedded engine only (see conftest)
 
 
 def s3_lake(tmp_path, local_s3) -> Lake:
@@ -201,7 +197,6 @@ def test_every_key_s3_allows_is_read_on_s3(tmp_path, local_s3, buckets):
     import boto3
 
     from lake_assets import storage
-    from lake_assets_tests.conftest import write_config
 
     landing, _ = buckets
     bucket = storage.split_uri(landing)[0]
@@ -215,12 +210,9 @@ def test_every_key_s3_allows_is_read_on_s3(tmp_path, local_s3, buckets):
     assert listed == set(uris)
     for uri in uris:
         assert storage.exists(uri) and storage.read_bytes(uri).startswith(b'{"event_id"')
-    lake = Lake(tmp_path)   # its warehouse and readers; the config points the landing at S3
-    config = write_config(tmp_path / "s3-landing.yaml", landing, str(lake.warehouse),
-                          f"{SOURCE}:\n  path: {SOURCE}/\n  start_date: {DAY1}\n")
-    lake.config = config
+    lake = Lake(tmp_path, landing=landing)   # the landing on S3, the tables local
     r = lake.run("ingest", SOURCE, "--from", DAY1, "--to", DAY1)
-    assert r.returncode == 0 and r.json["files"] == len(ODD_NAMES), f"{config}\n{r}"
+    assert r.returncode == 0 and r.json["files"] == len(ODD_NAMES), f"{lake.config}\n{r}"
     got = {(row["_source_file"], int(row["n"])) for row in lake.frame(lake.bronze_path).to_dict("records")}
     assert got == set(uris.items())
     assert {e["uri"]: e["status"] for e in lake.ledger()} == {u: "committed" for u in uris}

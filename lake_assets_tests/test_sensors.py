@@ -12,7 +12,7 @@ from lake_assets import storage
 from lake_assets.core.discovery import Cursor, detect_layout
 from lake_assets.definitions import build_definitions
 from lake_assets.orchestration.resources import LakeResource
-from lake_assets_tests.conftest import write_config
+from lake_assets_tests.scenario_helpers import write_config
 
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 HISTORY_DAYS, FILES_PER_DAY = 40, 60

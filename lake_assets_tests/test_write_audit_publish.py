@@ -6,32 +6,25 @@ from dagster import AssetCheckKey, AssetKey, DagsterInstance, build_sensor_conte
 from dagster._core.storage.tags import (ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG,
                                        AUTOMATION_CONDITION_TAG)
 
-from lake_assets import storage
-from lake_assets_tests.conftest import write_config
-from lake_assets_tests.test_end_to_end import ndjson, read_delta
+from lake_assets_tests.scenario_helpers import Lake, read_delta
 
 DAYS = ["2026-01-01", "2026-01-02", "2026-01-03"]
 BRONZE, SILVER, GOLD = AssetKey(["bronze", "ev"]), AssetKey(["silver", "evs"]), AssetKey(["gold", "per_day"])
-LAYERS = """
-silver:
+SILVER_YAML = """\
   evs: {from: ev, select: [id, n], mode: append}
-gold:
+"""
+GOLD_YAML = """\
   per_day: {from: [evs], sql: "SELECT count(*) AS events FROM evs"}
 """
 
 
-def _lake(tmp_path, buckets, checks: str = "{}"):
-    landing, warehouse = buckets
-    config = write_config(tmp_path / "lake.yaml", landing, warehouse, f"""
-        ev: {{path: ev/, start_date: 2026-01-01, checks: {checks}}}
-    """, extra=LAYERS)
+def _lake(tmp_path, buckets) -> tuple:
+    """(Definitions, Lake) over a fresh landing and warehouse bucket."""
     from lake_assets.definitions import build_definitions
 
-    return build_definitions(config), landing, warehouse
-
-
-def _land(landing: str, day: str, name: str, records) -> None:
-    storage.write_bytes(f"{landing}/ev/{day.replace('-', '/')}/{name}.json", ndjson(records))
+    landing, warehouse = buckets
+    lake = Lake(tmp_path, warehouse, landing=landing, source="ev", checks={}, silver=SILVER_YAML, gold=GOLD_YAML)
+    return build_definitions(str(lake.config)), lake
 
 
 def _latest(instance, key, day):
@@ -69,11 +62,11 @@ def _run_range(defs, instance, first, last, selection=None):
 
 
 def test_range_run_records_each_day_and_blocks_only_the_bad_day(tmp_path, buckets):
-    defs, landing, warehouse = _lake(tmp_path, buckets)
-    _land(landing, DAYS[0], "a", [{"id": 1, "n": 1}, {"id": 2, "n": 2}])
-    _land(landing, DAYS[0], "b", [{"id": 3, "n": 3}])
-    _land(landing, DAYS[1], "a", [{"id": 4, "n": "four"}, {"id": 5, "n": "five"}, {"id": 6, "n": 6}])
-    _land(landing, DAYS[2], "a", [{"id": 7, "n": 7}])
+    defs, lake = _lake(tmp_path, buckets)
+    lake.land(DAYS[0], "a.json", [{"id": 1, "n": 1}, {"id": 2, "n": 2}])
+    lake.land(DAYS[0], "b.json", [{"id": 3, "n": 3}])
+    lake.land(DAYS[1], "a.json", [{"id": 4, "n": "four"}, {"id": 5, "n": "five"}, {"id": 6, "n": 6}])
+    lake.land(DAYS[2], "a.json", [{"id": 7, "n": 7}])
     instance = DagsterInstance.ephemeral()
     requested, cursor = _automation_tick(defs, instance)
     assert requested == []   # the daemon's first tick: nothing to do yet
@@ -105,14 +98,14 @@ def test_range_run_records_each_day_and_blocks_only_the_bad_day(tmp_path, bucket
     # silver: the good days only, each with its own rows; gold did not run (its upstream step failed)
     assert _latest(instance, SILVER, "2026-01-02") is None
     assert [_latest(instance, SILVER, d).metadata["rows"].value for d in (DAYS[0], DAYS[2])] == [3, 1]
-    assert sorted(read_delta(f"{warehouse}/silver/evs")["id"]) == [1, 2, 3, 7]
+    assert sorted(read_delta(f"{lake.warehouse}/silver/evs")["id"]) == [1, 2, 3, 7]
     assert all(_latest(instance, GOLD, d) is None for d in DAYS)
 
     # declarative automation: gold follows silver for the published days, never the blocked one
     requested, cursor = _automation_tick(defs, instance, cursor)
     assert requested == [("gold/per_day", DAYS[0]), ("gold/per_day", DAYS[2])]
     assert _latest(instance, SILVER, DAYS[1]) is None and _latest(instance, GOLD, DAYS[1]) is None
-    gold = read_delta(f"{warehouse}/gold/per_day").sort_values("_partition_date")
+    gold = read_delta(f"{lake.warehouse}/gold/per_day").sort_values("_partition_date")
     assert gold[["_partition_date", "events"]].values.tolist() == [["2026-01-01", 3], ["2026-01-03", 1]]
     assert [_latest(instance, GOLD, d).metadata["rows"].value for d in (DAYS[0], DAYS[2])] == [1, 1]
     assert _automation_tick(defs, instance, cursor)[0] == []
@@ -124,9 +117,9 @@ def test_range_run_records_each_day_and_blocks_only_the_bad_day(tmp_path, bucket
 
 
 def test_unreadable_file_blocks_its_day(tmp_path, buckets):
-    defs, landing, warehouse = _lake(tmp_path, buckets)
-    _land(landing, DAYS[0], "a", [{"id": 1, "n": 1}])
-    storage.write_bytes(f"{landing}/ev/2026/01/01/broken.json.gz", b"\x1f\x8bnot gzip at all")
+    defs, lake = _lake(tmp_path, buckets)
+    lake.land(DAYS[0], "a.json", [{"id": 1, "n": 1}])
+    lake.land_raw(DAYS[0], "broken.json.gz", b"\x1f\x8bnot gzip at all")
     instance = DagsterInstance.ephemeral()
     result = _run_range(defs, instance, DAYS[0], DAYS[0], selection=[BRONZE])
     assert not result.success   # no silver in the run to refuse the day: the bronze step fails itself
@@ -137,7 +130,7 @@ def test_unreadable_file_blocks_its_day(tmp_path, buckets):
     assert not unreadable.passed and unreadable.metadata["unreadable"].value == 1
     bronze = _latest(instance, BRONZE, DAYS[0]).metadata
     assert (bronze["files"].value, bronze["rows"].value, bronze["unreadable_files"].value) == (1, 1, 1)
-    assert len(read_delta(f"{warehouse}/bronze/ev")) == 1   # bronze keeps the readable file's rows
+    assert len(read_delta(lake.layout.bronze)) == 1   # bronze keeps the readable file's rows
 
 
 def test_file_landing_reaches_gold_with_nobody_clicking(tmp_path, buckets):
@@ -145,13 +138,13 @@ def test_file_landing_reaches_gold_with_nobody_clicking(tmp_path, buckets):
     gold for that day. Runs are executed in-process against the same instance."""
     from lake_assets.orchestration.resources import LakeResource
 
-    defs, landing, warehouse = _lake(tmp_path, buckets)
+    defs, lake = _lake(tmp_path, buckets)
     instance = DagsterInstance.ephemeral()
     job = defs.resolve_implicit_global_asset_job_def()
     sensor = defs.get_sensor_def("bronze_ev_files")
     day = "2026-01-02"
     _, cursor = _automation_tick(defs, instance)
-    _land(landing, day, "a", [{"id": 1, "n": 1}, {"id": 2, "n": 2}])
+    lake.land(day, "a.json", [{"id": 1, "n": 1}, {"id": 2, "n": 2}])
 
     context = build_sensor_context(instance=instance, resources={"lake_resource": LakeResource(
         config_path=str(tmp_path / "lake.yaml"))})
@@ -162,17 +155,17 @@ def test_file_landing_reaches_gold_with_nobody_clicking(tmp_path, buckets):
     requested, cursor = _automation_tick(defs, instance, cursor)
     assert requested == [("gold/per_day", day), ("silver/evs", day)]
     assert _automation_tick(defs, instance, cursor)[0] == []
-    assert read_delta(f"{warehouse}/gold/per_day")[["_partition_date", "events"]].values.tolist() == [[day, 2]]
+    assert read_delta(f"{lake.warehouse}/gold/per_day")[["_partition_date", "events"]].values.tolist() == [[day, 2]]
     assert _latest(instance, GOLD, day).metadata["rows"].value == 1
 
 
 def test_schema_drift_is_judged_per_day_and_accept_schema_job_clears_it(tmp_path, buckets):
-    defs, landing, _ = _lake(tmp_path, buckets)
-    _land(landing, DAYS[0], "a", [{"id": 1, "n": 1}])
+    defs, lake = _lake(tmp_path, buckets)
+    lake.land(DAYS[0], "a.json", [{"id": 1, "n": 1}])
     instance = DagsterInstance.ephemeral()
     _, cursor = _automation_tick(defs, instance)
     assert _run_range(defs, instance, DAYS[0], DAYS[0]).success
-    _land(landing, DAYS[1], "a", [{"id": 2, "n": 2, "extra": {"k": 1}}])
+    lake.land(DAYS[1], "a.json", [{"id": 2, "n": 2, "extra": {"k": 1}}])
     assert _run_range(defs, instance, DAYS[0], DAYS[1]).success   # drift is a WARN: both days publish
     assert _automation_tick(defs, instance, cursor)[0] == []       # runs that did silver and gold: nothing to follow
     assert _latest(instance, SILVER, DAYS[1]) is not None
