@@ -14,7 +14,7 @@ from lake_assets.core.bronze import ingest
 from lake_assets.core.delta_meta import storage_options
 from lake_assets.definitions import build_definitions
 from lake_assets.engine import spark_session
-from lake_assets_tests.conftest import write_config
+from lake_assets_tests.scenario_helpers import write_config
 
 DAY = "2026-01-01"
 
