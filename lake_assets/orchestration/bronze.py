@@ -1,15 +1,15 @@
 """bronze/<source> assets: daily partitions by landing date. A step calls the core twice — ingest,
 then audit — and reports per day: one materialization and one result per check for each day."""
 
-from dagster import (AssetExecutionContext, AssetKey, BackfillPolicy, DailyPartitionsDefinition, Failure,
-                     MaterializeResult, MetadataValue, asset)
+from dagster import (AssetExecutionContext, AssetKey, BackfillPolicy, DailyPartitionsDefinition, MaterializeResult,
+                     MetadataValue, asset)
 
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import quality
 from lake_assets.core.bronze import IngestResult, ingest
 from lake_assets.core.layout import Layout
 from lake_assets.orchestration import databricks
-from lake_assets.orchestration.checks import BLOCKED, blocked_message, blocked_reason, check_specs, evaluations
+from lake_assets.orchestration.checks import BLOCKED, blocked_failure, blocked_reason, check_specs, evaluations
 from lake_assets.orchestration.failures import as_failure
 from lake_assets.orchestration.metadata import column_schema, table_metadata
 from lake_assets.orchestration.resources import LakeResource
@@ -69,7 +69,7 @@ def bronze_asset(lake: LakeConfig, source: SourceConfig, downstream: set[AssetKe
         yield from evaluations(context, key, audits)
         blocked = {day: blocked_reason(a) for day, a in audits.items() if a.blocked_by}
         if blocked and not downstream & context.job_def.asset_layer.selected_asset_keys:
-            raise Failure(description=blocked_message(blocked), metadata={"blocked_days": MetadataValue.json(blocked)})
+            raise blocked_failure(blocked)
 
     return _bronze
 

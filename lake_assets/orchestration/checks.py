@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from dagster import (AssetCheckEvaluation, AssetCheckKey, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext,
-                     AssetKey, AssetRecordsFilter, DagsterInstance, MetadataValue, Output)
+                     AssetKey, AssetRecordsFilter, DagsterInstance, Failure, MetadataValue, Output)
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 
 from lake_assets.config import SourceConfig
@@ -72,6 +72,10 @@ def blocked_message(blocked: dict[str, str]) -> str:
     """The run failure of blocked days, with each failing check's figure."""
     return (f"blocking check(s) failed with ERROR severity on {len(blocked)} day(s); not published to silver/gold: "
             + " | ".join(f"{day}: {why}" for day, why in sorted(blocked.items())))
+
+
+def blocked_failure(blocked: dict[str, str]) -> Failure:
+    return Failure(description=blocked_message(blocked), metadata={"blocked_days": MetadataValue.json(blocked)})
 
 
 def blocked_days(instance: DagsterInstance, keys: list[AssetKey], days: list[str]) -> dict[str, str]:

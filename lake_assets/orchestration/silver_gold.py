@@ -7,7 +7,7 @@ they follow bronze by Dagster's declarative automation."""
 from collections.abc import Iterator
 
 from dagster import (AssetExecutionContext, AssetKey, AssetMaterialization, AutomationCondition, AutomationContext,
-                     AutomationResult, BackfillPolicy, Failure, MaterializeResult, MetadataValue, asset)
+                     AutomationResult, BackfillPolicy, MaterializeResult, MetadataValue, asset)
 from dagster._core.storage.tags import AUTOMATION_CONDITION_TAG
 
 from lake_assets.config import GoldConfig, LakeConfig, SilverConfig
@@ -15,7 +15,7 @@ from lake_assets.core import gold, silver
 from lake_assets.core.layout import gold_uri, silver_quarantine_uri, silver_uri
 from lake_assets.orchestration import databricks
 from lake_assets.orchestration.bronze import bronze_key, daily_partitions
-from lake_assets.orchestration.checks import blocked_days, blocked_message
+from lake_assets.orchestration.checks import blocked_days, blocked_failure, blocked_message
 from lake_assets.orchestration.failures import as_failure
 from lake_assets.orchestration.metadata import column_schema, table_metadata
 from lake_assets.orchestration.resources import LakeResource
@@ -87,7 +87,7 @@ def _publish(context: AssetExecutionContext, key: AssetKey, blocked: dict[str, s
     if AUTOMATION_CONDITION_TAG in context.run.tags:
         context.log.warning(blocked_message(blocked))
         return
-    raise Failure(description=blocked_message(blocked), metadata={"blocked_days": MetadataValue.json(blocked)})
+    raise blocked_failure(blocked)
 
 
 def _asset_args(cfg: SilverConfig | GoldConfig, partitions_def, layer: str) -> dict:
