@@ -1,26 +1,37 @@
-"""Bronze throughput against the engine's own JSON reader, on the same nested NDJSON.
+"""Bronze throughput against the raw engine and against peers, on the same nested NDJSON.
 
-    .venv/bin/python benchmarks/bronze_throughput.py --mb 100
+    .venv/bin/python benchmarks/bronze_throughput.py --mb 300 --files 40 --repeat 3
+    .venv/bin/python benchmarks/bronze_throughput.py --quick        # a smoke run, under a minute
 
-Generates about N MB of drifting device telemetry (lake_assets.demo.data.generate_records) in
-~20 local files — the first half in the day-1 shape, then files with new fields (`battery_pct`,
-`signals[].unit`), then files where `device.fw.minor` is sometimes a string (type conflicts, so
-the rescue path runs) — and loads it into Delta three ways in one process:
+Generates two data sets of about N MB of device telemetry (lake_assets.demo.data.generate_records)
+in `--files` local files of one landing day:
 
-  plain   spark.read.json(files) -> Delta append            (the baseline: no rescue, no lineage;
-                                                              it reads a clean twin of the files, as
-                                                              it fails on any type conflict)
-  bronze  lake_assets.core.bronze.ingest(...)                (ours: full-batch inference, rescue,
-                                                              _source_file/_line, ledger, schema log)
-  text    spark.read.text -> from_json(bronze schema) -> Delta   (optional, --no-text skips it)
+  clean     every file in the day-1 shape (one schema);
+  drifting  the first half in the day-1 shape, then files that add a top-level field
+            (`battery_pct`), a nested one (`device.fw.patch`) and a field of array elements
+            (`signals[].unit`); in the last fifth of the files 1 of 8 records sends
+            `device.fw.minor` as a string ("7-beta": a type conflict with the BIGINT column).
 
-Each path runs --repeat times, interleaved (plain, bronze, text, plain, …), each into a fresh
-table. Prints the median MB/s of each, the bronze/plain ratio (the target is >= 0.40), the peak
-RSS of each path, and where bronze spends its time: the phases between ingest's checkpoints, and the Python time
-inside the passes over the files (lake_scan parses and infers; lake_typed hands the scan's
-pyarrow tables to the engine, walking through the Fitter only what does not fit; lake_malformed
-reads malformed lines for the quarantine), which the embedded engine runs in this process under
-one GIL. `--profile` adds a cProfile of the scan and lake_typed over one file.
+and loads each into Delta with every system below, in one process, interleaved (round i runs every
+system once on each data set, each into a fresh table), `--repeat` rounds, reporting medians:
+
+  raw       Sail spark.read.json(files) -> Delta append: the ceiling (no rescue, no lineage). It
+            fails on the conflict, so on drifting data it reads a conflict-free twin of the files.
+  bronze    lake_assets.core.bronze.ingest of the day in each schema_evolution_mode (rescue,
+            addNewColumns, none, failOnNewColumns), into a table that already holds the day
+            before (one small day-1 file, loaded untimed: it makes the schema), so the drift
+            meets an accepted schema in that mode.
+  pyarrow   pyarrow.json.read_json per file, concat_tables(permissive) -> deltalake.write_deltalake
+  duckdb    read_json_auto(files, union_by_name) -> write_deltalake (streamed record batches)
+  polars    read_ndjson per file (full inference), concat(diagonal_relaxed) -> write_delta
+  dlt       when importable (it is not in the project's venv; run from a side venv to include it)
+
+Prints one table: MB/s and the ratio to raw per data set, whether the system survives the drift,
+whether nothing is lost (rows in = rows out + quarantine) and where the new fields went. For the
+bronze runs it also shows how many files the typed pass took from the scan's pyarrow parse (the
+rest it walked record by record through the Fitter) and the Python time inside the data sources
+(lake_scan, lake_typed, lake_malformed), which the embedded engine runs in this process under one
+GIL. `--profile` adds a cProfile of the scan and lake_typed over one drifting file in rescue mode.
 """
 
 from __future__ import annotations
@@ -31,123 +42,126 @@ import datetime as dt
 import json
 import os
 import pstats
-import resource
 import shutil
 import sys
 import tempfile
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MB = 1024 * 1024
 DAY = dt.date(2026, 11, 18)
-
-
-# ---------------------------------------------------------------- memory
-
-def _status(key: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak() -> None:
-    """Linux: restart the VmHWM (peak RSS) counter, so each phase reports its own peak."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_rss() -> int:
-    hwm = _status("VmHWM")
-    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def gib(n: int) -> str:
-    return f"{n / 1024**3:.2f} GiB"
+SEED_DAY = DAY - dt.timedelta(days=1)   # bronze's table is made from this day's one small file first
+MODES = ("rescue", "addNewColumns", "none", "failOnNewColumns")
+NEW_FIELDS = ("battery_pct", "device.fw.patch", "signals[].unit")  # what the drifting files add
 
 
 # ---------------------------------------------------------------- data
 
-def generate(root: Path, mb: int, files: int, seed: int) -> tuple[list[str], list[str], int]:
-    """~`mb` MB of NDJSON in `files` files under root/landing/telemetry/YYYY/MM/DD/, and a clean
-    twin of them under root/clean/ (the same records with the type conflicts undone, which the
-    engine's JSON reader needs: it fails the query on any of them). (landing paths, clean paths, bytes)."""
+@dataclass
+class Dataset:
+    name: str
+    landing: str               # the landing root (bronze's `landing:`); files under telemetry/YYYY/MM/DD/
+    paths: list[str]
+    bytes: int
+    records: int
+    twin: list[str] = field(default_factory=list)   # drifting: the same records without the conflicts
+
+
+def shape_of(i: int, files: int, drift: bool) -> int:
+    """The demo's drift day of file i: day-1 shape for the first half, new fields next, type
+    conflicts (and device.fw.patch) in the last fifth."""
+    if not drift or i < files // 2:
+        return 1
+    return 2 if i < files - max(1, files // 5) else 3
+
+
+def generate(root: Path, name: str, mb: int, files: int, seed: int, drift: bool) -> Dataset:
+    """~`mb` MB of NDJSON in `files` files under root/name/telemetry/YYYY/MM/DD/ (and, when
+    drifting, a conflict-free twin under root/name-twin/, which the raw engine's reader needs), and
+    one small day-1 file on SEED_DAY, which makes bronze's table before the measured run."""
     from lake_assets.demo.data import generate_records, to_ndjson
 
-    folder = root / "landing" / "telemetry" / f"{DAY:%Y/%m/%d}"
-    clean_folder = root / "clean"
+    folder, twin_folder = root / name / "telemetry" / f"{DAY:%Y/%m/%d}", root / f"{name}-twin"
     folder.mkdir(parents=True, exist_ok=True)
-    clean_folder.mkdir(parents=True, exist_ok=True)
+    twin_folder.mkdir(parents=True, exist_ok=True)
     per_file = mb * MB // files
-    paths, clean_paths, total, offset = [], [], 0, 0
+    ds = Dataset(name, str(root / name), [], 0, 0)
     for i in range(files):
-        # Drift: day-1 shape for the first half, new fields next, type conflicts in the last fifth.
-        day = 1 if i < files // 2 else 2 if i < files - max(1, files // 5) else 3
-        path, clean_path = folder / f"part-{i:03d}.json", clean_folder / f"part-{i:03d}.json"
+        path, twin = folder / f"part-{i:03d}.json", twin_folder / f"part-{i:03d}.json"
         size = 0
-        with open(path, "wb") as fh, open(clean_path, "wb") as clean_fh:
+        with open(path, "wb") as fh, open(twin, "wb") as twin_fh:
             while size < per_file:
-                records = generate_records(500, seed, day=day, date=DAY, start=offset)
-                offset += 500
+                records = generate_records(500, seed, day=shape_of(i, files, drift), date=DAY, start=ds.records)
+                ds.records += len(records)
                 body = to_ndjson(records)
                 fh.write(body)
                 size += len(body)
-                for r in records:
-                    fw = r["device"]["fw"]
-                    if isinstance(fw["minor"], str):
-                        fw["minor"] = int(fw["minor"].split("-")[0])
-                clean_fh.write(to_ndjson(records))
-        paths.append(str(path))
-        clean_paths.append(str(clean_path))
-        total += size
-    return paths, clean_paths, total
+                if drift:
+                    for r in records:
+                        fw = r["device"]["fw"]
+                        if isinstance(fw["minor"], str):
+                            fw["minor"] = int(fw["minor"].split("-")[0])
+                    twin_fh.write(to_ndjson(records))
+        ds.paths.append(str(path))
+        if drift:
+            ds.twin.append(str(twin))
+        ds.bytes += size
+    first = root / name / "telemetry" / f"{SEED_DAY:%Y/%m/%d}" / "seed.json"  # the day before, for bronze
+    first.parent.mkdir(parents=True, exist_ok=True)
+    first.write_bytes(to_ndjson(generate_records(1000, seed, day=1, date=SEED_DAY)))
+    return ds
 
 
 # ---------------------------------------------------------------- instrumentation
 
 class Timeline:
-    """Timestamps of ingest's checkpoints and log lines, and Python time inside the data sources."""
+    """Python time inside bronze's data sources, and how many files lake_typed took from the scan's parse."""
 
     def __init__(self):
-        self.t0 = time.perf_counter()
-        self.events: list[tuple[float, str]] = []
-        self.cpu: dict[str, float] = defaultdict(float)     # CPU seconds inside the reader
         self.busy: dict[str, float] = defaultdict(float)    # wall seconds while any partition ran
+        self.cpu: dict[str, float] = defaultdict(float)     # CPU seconds of their threads
         self.active: dict[str, int] = defaultdict(int)
-        self.typed_files = self.files = 0      # files lake_typed took from the scan's parse / all it read
         self.since: dict[str, float] = {}
-        self.rows: dict[str, int] = defaultdict(int)
+        self.typed_files = self.files = self.walked = 0
+        self.t0 = time.perf_counter()
+        self.points: list[tuple[str, float]] = []   # ingest's checkpoints, seconds since reset
         self._lock = threading.Lock()
 
     def reset(self) -> None:
-        """Forget the previous run (each repeat reports on its own)."""
-        self.t0 = time.perf_counter()
-        self.events.clear()
-        for d in (self.cpu, self.busy, self.rows):
-            d.clear()
-        self.typed_files = self.files = 0
+        self.busy.clear()
+        self.cpu.clear()
+        self.typed_files = self.files = self.walked = 0
+        self.t0, self.points = time.perf_counter(), []
 
-    def mark(self, name: str) -> None:
-        self.events.append((time.perf_counter() - self.t0, name))
+    def snapshot(self) -> dict:
+        return {"busy": dict(self.busy), "cpu": dict(self.cpu), "typed_files": self.typed_files, "files": self.files,
+                "walked": self.walked, "points": list(self.points)}
 
     def install(self) -> None:
-        from lake_assets.core import bronze, reader
+        from lake_assets.core import bronze, reader, typed_rows
 
-        original_checkpoint = bronze.checkpoint
+        checkpoint = bronze.checkpoint
 
-        def checkpoint(point: str) -> None:
-            self.mark(f"checkpoint {point}")
-            original_checkpoint(point)
+        def timed_checkpoint(point: str, *args) -> None:
+            self.points.append((point, time.perf_counter() - self.t0))
+            checkpoint(point, *args)
 
-        bronze.checkpoint = checkpoint
-        for name, cls in (("scan", reader._ScanReader), ("malformed", reader._MalformedReader), ("typed", reader._TypedReader)):
+        bronze.checkpoint = timed_checkpoint
+
+        walked_batch = typed_rows.walked_batch
+
+        def counted(out, declared, fitter, walk, f):  # records walked through the Fitter, one by one
+            with self._lock:
+                self.walked += len(walk)
+            return walked_batch(out, declared, fitter, walk, f)
+
+        typed_rows.walked_batch = counted
+
+        for name, cls in (("scan", reader._ScanReader), ("malformed", reader._MalformedReader),
+                          ("typed", reader._TypedReader)):
             cls.read = self._timed(name, cls.read)
 
     def _timed(self, name: str, read):
@@ -167,9 +181,9 @@ class Timeline:
                 try:
                     item = next(it)
                 except StopIteration:
-                    timeline._leave(name, time.thread_time() - cpu, 0)
                     return
-                timeline._leave(name, time.thread_time() - cpu, item.num_rows if hasattr(item, "num_rows") else 1)
+                finally:
+                    timeline._leave(name, time.thread_time() - cpu)
                 yield item
 
         return timed_read
@@ -180,89 +194,269 @@ class Timeline:
                 self.since[name] = time.perf_counter()
             self.active[name] += 1
 
-    def _leave(self, name: str, cpu: float, rows: int) -> None:
+    def _leave(self, name: str, cpu: float) -> None:
         with self._lock:
             self.active[name] -= 1
             if self.active[name] == 0:
                 self.busy[name] += time.perf_counter() - self.since[name]
             self.cpu[name] += cpu
-            self.rows[name] += rows
 
 
-# ---------------------------------------------------------------- the three paths
+# ---------------------------------------------------------------- outcomes
 
-def run_plain(spark, files: list[str], out: str) -> int:
-    df = spark.read.json(files)
-    df.write.format("delta").mode("append").save(out)
-    return spark.read.format("delta").load(out).count()
+@dataclass
+class Outcome:
+    rows_out: int = 0
+    quarantine: int = 0
+    fields: dict = field(default_factory=dict)   # NEW_FIELDS path -> "column" / "rescued" / "dropped"
+    failed: str | None = None                    # why the load did not survive
 
 
-def run_bronze(spark, landing: str, warehouse: str, timeline: Timeline, hints: str, extra: str = ""):
+def field_paths(t, prefix: str = "") -> set[str]:
+    """Dotted field paths of a Spark type, "[]" for array elements (signals[].unit)."""
+    from pyspark.sql import types as T
+
+    if isinstance(t, T.StructType):
+        out = set()
+        for f in t.fields:
+            path = f"{prefix}.{f.name}" if prefix else f.name
+            out |= {path} | field_paths(f.dataType, path)
+        return out
+    if isinstance(t, T.ArrayType):
+        return field_paths(t.elementType, prefix + "[]")
+    return set()
+
+
+def where_new_fields(schema, rescued: set[str] = frozenset()) -> dict:
+    columns = field_paths(schema)
+    return {p: "column" if p in columns else "rescued" if p in rescued else "dropped" for p in NEW_FIELDS}
+
+
+def delta_outcome(out: Path) -> Outcome:
+    """Rows and columns of a Delta table from its log (delta-rs metadata only: it exits cleanly)."""
+    from deltalake import DeltaTable
+    from pyspark.sql import types as T
+
+    table = DeltaTable(str(out))
+    rows = sum(table.get_add_actions(flatten=True).column("num_records").to_pylist())
+    return Outcome(rows_out=rows, fields=where_new_fields(T.StructType.fromJson(json.loads(table.schema().to_json()))))
+
+
+# ---------------------------------------------------------------- the systems
+# Each load(dataset, out folder) is timed and returns check(), which (untimed) says what landed.
+
+def load_raw(spark, ds: Dataset, out: Path):
+    spark.read.json(ds.twin or ds.paths).write.format("delta").mode("append").save(str(out))
+    written = spark.read.format("delta").load(str(out))
+    rows = written.count()
+    return lambda: Outcome(rows_out=rows, fields=where_new_fields(written.schema))
+
+
+def lake_config(landing, warehouse, hints: str, extra: str = ""):
+    """The benchmark's lake: one source `telemetry` (its schema_hints, and `extra` source keys)."""
     from lake_assets.config import parse_config
+
+    return parse_config(f"landing: {landing}\nwarehouse: {warehouse}\nsources:\n  telemetry:\n"
+                        f"    path: telemetry/\n    format: json\n    start_date: 2026-11-01\n"
+                        f"    schema_hints: \"{hints}\"\n{extra}")
+
+
+def bronze_loader(spark, mode: str, hints: str, timeline: Timeline, details: dict):
     from lake_assets.core import bronze
     from lake_assets.core.layout import Layout
 
-    lake = parse_config(f"""
-landing: {landing}
-warehouse: {warehouse}
-sources:
-  telemetry:
-    path: telemetry/
-    format: json
-    start_date: 2026-11-01
-    schema_evolution_mode: addNewColumns
-    schema_hints: "{hints}"
-{extra}""")
-    source = lake.source("telemetry")
+    def prepare(ds: Dataset, out: Path) -> None:  # untimed: the table and its schema from the day before
+        lake = lake_config(ds.landing, out, hints, f"    schema_evolution_mode: {mode}\n")
+        bronze.ingest(spark, lake, lake.source("telemetry"), [SEED_DAY.isoformat()], log=lambda _: None)
 
-    def log(message: str) -> None:
-        timeline.mark(f"log: {message[:110]}")
-
-    timeline.reset()
-    timeline.mark("ingest start")
-    result = bronze.ingest(spark, lake, source, [DAY.isoformat()], log=log)
-    timeline.mark("ingest end")
-    return _Shown((result, Layout(lake.warehouse, source.name).bronze))
-
-
-class _Shown(tuple):
-    def __str__(self):
-        return f"{self[0].records} rows"
+    def load(ds: Dataset, out: Path):
+        lake = lake_config(ds.landing, out, hints, f"    schema_evolution_mode: {mode}\n")
+        source = lake.source("telemetry")
+        timeline.reset()
+        try:
+            result = bronze.ingest(spark, lake, source, [DAY.isoformat()], log=lambda _: None)
+        except bronze.NewColumnsError as exc:
+            stop = Outcome(failed=f"stops at the {len(exc.fields)} new fields, by design")
+            return lambda: stop
+        finally:
+            details[(f"bronze {mode}", ds.name)] = timeline.snapshot()
+        if result.failed:
+            return lambda: Outcome(failed=f"{len(result.failed)} file(s) failed: {next(iter(result.failed.values()))}")
+        return lambda: Outcome(rows_out=result.records, quarantine=result.malformed, fields=where_new_fields(
+            result.schema, rescued_paths(spark, Layout(lake.warehouse, source.name).bronze,
+                                         source.rescued_data_column)))
+    load.prepare = prepare
+    return load
 
 
-def run_text(spark, files: list[str], schema, out: str) -> int:
+def rescued_paths(spark, table: str, column: str) -> set[str]:
+    """Which NEW_FIELDS occur in the rescued column (as their JSON keys)."""
     from pyspark.sql import functions as F
 
-    # Sail's from_json fails the query on "…T08:15:02.123Z" without an explicit format.
-    options = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"}
-    df = spark.read.text(files).select(F.from_json("value", schema, options).alias("r")).select("r.*")
-    df.write.format("delta").mode("append").save(out)
-    return spark.read.format("delta").load(out).count()
+    leaf = {p: p.rsplit(".", 1)[-1] for p in NEW_FIELDS}  # the key's end: signals[0].unit, device.fw.patch
+    counts = spark.read.format("delta").load(table).agg(*[
+        F.sum(F.col(column).contains(f'{name}":').cast("int")).alias(name) for name in leaf.values()]).first()
+    return {p for p, name in leaf.items() if counts[name]}
 
 
-def measure(paths: dict, nbytes: int, results: dict, repeat: int) -> dict:
-    """Run each path fn(i) `repeat` times, each into a fresh output, interleaved (round i runs every
-    path once), so that warm-up and machine drift fall on all paths alike; report the medians.
-    Returns each path's last value."""
-    runs: dict = {label: [] for label in paths}
-    peaks: dict = {label: 0 for label in paths}
-    values: dict = {}
+def load_pyarrow(ds: Dataset, out: Path):
+    import pyarrow as pa
+    import pyarrow.json as pj
+    from deltalake import write_deltalake
+
+    table = pa.concat_tables([pj.read_json(p) for p in ds.paths], promote_options="permissive")
+    write_deltalake(str(out), table, mode="append")
+    return lambda: delta_outcome(out)
+
+
+def load_duckdb(ds: Dataset, out: Path):
+    import duckdb
+    from deltalake import write_deltalake
+
+    with duckdb.connect() as con:
+        batches = con.sql(f"SELECT * FROM read_json_auto({ds.paths!r}, union_by_name = true)").arrow()
+        write_deltalake(str(out), batches, mode="append")
+    return lambda: delta_outcome(out)
+
+
+def load_polars(ds: Dataset, out: Path):
+    import polars as pl
+
+    frames = [pl.read_ndjson(p, infer_schema_length=None) for p in ds.paths]
+    pl.concat(frames, how="diagonal_relaxed").write_delta(str(out), mode="append")
+    return lambda: delta_outcome(out)
+
+
+def load_dlt(ds: Dataset, out: Path):
+    import dlt
+    import orjson
+
+    def records():
+        for p in ds.paths:
+            with open(p, "rb") as fh:
+                yield from (orjson.loads(line) for line in fh if line.strip())
+
+    pipeline = dlt.pipeline(pipeline_name=f"bench_{out.name}", pipelines_dir=str(out / "_dlt"),
+                            destination=dlt.destinations.filesystem(str(out)), dataset_name="bench")
+    pipeline.run(records(), table_name="telemetry", table_format="delta")
+    return lambda: delta_outcome(out / "bench" / "telemetry")
+
+
+def systems(spark, args, timeline: Timeline, details: dict) -> dict:
+    """label -> load; the first one is the raw ceiling the ratios divide by."""
+    out = {"Sail read.json -> Delta (raw)": lambda ds, o: load_raw(spark, ds, o)}
+    for mode in MODES:
+        out[f"bronze {mode}"] = bronze_loader(spark, mode, args.hints, timeline, details)
+    out.update({"pyarrow.json + write_deltalake": load_pyarrow, "DuckDB read_json_auto + write_deltalake": load_duckdb,
+                "polars read_ndjson + write_delta": load_polars})
+    try:
+        import dlt  # noqa: F401  (optional: not in the project's venv)
+
+        out["dlt -> Delta"] = load_dlt
+    except ImportError:
+        print("dlt is not importable here: left out (run from a venv with dlt[deltalake] to include it)")
+    return out
+
+
+# ---------------------------------------------------------------- measuring
+
+def measure(loads: dict, datasets: list[Dataset], work: Path, repeat: int) -> dict:
+    """Round i runs every system once on each data set, each into a fresh folder (removed after;
+    load.prepare, where there is one, sets it up untimed), so warm-up and machine drift fall on all
+    alike. {(label, data set): {"runs": [s], "outcome"}}. A system that fails on a data set is not
+    run on it again."""
+    results: dict = {}
     for i in range(repeat):
-        for label, fn in paths.items():
-            reset_peak()
-            start = time.perf_counter()
-            values[label] = fn(i)
-            runs[label].append(time.perf_counter() - start)
-            peaks[label] = max(peaks[label], peak_rss())
-    for label, times in runs.items():
-        seconds = sorted(times)[len(times) // 2]
-        results[label] = {"seconds": seconds, "runs": times, "mb_s": nbytes / MB / seconds, "peak_rss": peaks[label]}
-        value = values[label]
-        shown = f"{value} rows" if isinstance(value, int) else str(value)
-        spread = f", median of {', '.join(f'{r:.2f}' for r in times)}" if repeat > 1 else ""
-        print(f"  {label:<7} {seconds:7.2f} s  {nbytes / MB / seconds:7.1f} MB/s  peak RSS {gib(peaks[label])}"
-              f"  ({shown}{spread})", flush=True)
-    return values
+        for ds in datasets:
+            for label, load in loads.items():
+                got = results.setdefault((label, ds.name), {"runs": [], "outcome": None})
+                if got["outcome"] is not None and got["outcome"].failed:
+                    continue
+                out = work / "out" / f"{len(results)}-{i}"
+                shutil.rmtree(out, ignore_errors=True)
+                if hasattr(load, "prepare"):
+                    load.prepare(ds, out)
+                start = time.perf_counter()
+                try:
+                    check = load(ds, out)
+                except Exception as exc:  # the system does not survive this data
+                    error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+                    check = lambda error=error: Outcome(failed=error)  # noqa: E731
+                seconds = time.perf_counter() - start
+                outcome = got["outcome"] = check()
+                if not outcome.failed:
+                    got["runs"].append(seconds)
+                shutil.rmtree(out, ignore_errors=True)
+                shown = outcome.failed or f"{outcome.rows_out} rows + {outcome.quarantine} quarantined"
+                print(f"  round {i + 1}  {ds.name:<8} {label:<40} {seconds:7.2f} s  {ds.bytes / MB / seconds:7.1f} MB/s"
+                      f"  {shown[:150]}", flush=True)
+    return results
+
+
+def median(runs: list[float]) -> float:
+    runs = sorted(runs)
+    return runs[len(runs) // 2] if len(runs) % 2 else (runs[len(runs) // 2 - 1] + runs[len(runs) // 2]) / 2
+
+
+def new_fields_cell(o: Outcome) -> str:
+    """Where the drifting files' new fields went: "columns", "rescued", "dropped", or a mix."""
+    kinds = list(o.fields.values())
+    if len(set(kinds)) == 1:
+        return "columns" if kinds[0] == "column" else kinds[0]
+    return ", ".join(f"{kinds.count(k)} {k}" for k in ("column", "rescued", "dropped") if k in kinds)
+
+
+def table(results: dict, loads: dict, datasets: list[Dataset]) -> tuple[list[str], list[dict]]:
+    """The report's lines and rows: MB/s and ratio to raw per data set, survival, rows, new fields."""
+    raw = next(iter(loads))
+    rows = []
+    for label in loads:
+        row = {"system": label}
+        for ds in datasets:
+            got = results[(label, ds.name)]
+            o = got["outcome"]
+            row[ds.name] = ds.bytes / MB / median(got["runs"]) if got["runs"] else None
+            base = results[(raw, ds.name)]["runs"]
+            row[f"{ds.name}_ratio"] = row[ds.name] / (ds.bytes / MB / median(base)) if row[ds.name] and base else None
+            row[f"{ds.name}_lost"] = None if o.failed else ds.records - o.rows_out - o.quarantine
+        drift = results[(label, datasets[-1].name)]["outcome"]
+        row["survives"] = ("no: fails on the conflict (MB/s: a conflict-free twin)" if label == raw
+                           else f"no: {drift.failed[:60]}" if drift.failed else "yes")
+        lost = [(ds.name, row[f"{ds.name}_lost"]) for ds in datasets if row[f"{ds.name}_lost"] is not None]
+        row["nothing_lost"] = "yes" if all(n == 0 for _, n in lost) else \
+            "NO: " + ", ".join(f"{name} {n} rows missing" for name, n in lost if n)
+        row["new_fields"] = new_fields_cell(drift) if not drift.failed else "-"
+        rows.append(row)
+
+    def num(v, fmt):
+        return format(v, fmt) if v is not None else "-"
+    head = ["system", "clean MB/s", "ratio", "drifting MB/s", "ratio", "survives drift",
+            "rows in = out + quarantine", "new fields (drifting)"]
+    cells = [[r["system"], num(r["clean"], ".1f"), num(r["clean_ratio"], ".2f"), num(r["drifting"], ".1f"),
+              num(r["drifting_ratio"], ".2f"), r["survives"], r["nothing_lost"], r["new_fields"]] for r in rows]
+    widths = [max(len(c[i]) for c in [head] + cells) for i in range(len(head))]
+    right = {1, 2, 3, 4}
+    lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells_, widths)))
+             for cells_ in [head] + cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines, rows
+
+
+def bronze_details(details: dict, datasets: list[Dataset], results: dict) -> None:
+    print("\nbronze, Python inside the data sources (last run; busy = wall time while any partition ran; records "
+          "walked = records typed one by one by the Fitter instead of in Arrow):")
+    for (label, name), d in sorted(details.items()):
+        runs = results[(label, name)]["runs"]
+        total = median(runs) if runs else 0
+        busy = "  ".join(f"{k} {d['busy'].get(k, 0):5.2f} s ({d['cpu'].get(k, 0):5.2f} CPU)"
+                         for k in ("scan", "typed", "malformed"))
+        print(f"  {label:<24} {name:<8} {total:6.2f} s  {busy}  files from the scan's parse "
+              f"{d['typed_files']}/{d['files']}, records walked {d['walked']}")
+        previous, steps = 0.0, []
+        for point, at in d["points"]:
+            steps.append(f"{point} +{at - previous:.2f}")
+            previous = at
+        print(f"    checkpoints (s since the previous): {', '.join(steps)}")
 
 
 # ---------------------------------------------------------------- other framings
@@ -277,45 +471,44 @@ FRAMINGS = {  # name -> (source config keys, how the NDJSON records of one file 
 }
 
 
-def reframe(files: list[str], root: Path, name: str) -> tuple[str, int]:
-    """The landing files rewritten in framing `name` under root/<name>/telemetry/…: (landing, bytes)."""
-    landing = root / name
-    total = 0
-    for path in files:
-        records = [line for line in Path(path).read_bytes().split(b"\n") if line.strip()]
-        target = landing / "telemetry" / Path(path).relative_to(Path(path).parents[3])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        body = FRAMINGS[name][1](records)
-        target.write_bytes(body)
-        total += len(body)
-    return str(landing), total
+def measure_framings(spark, ds: Dataset, work: Path, hints: str, repeat: int) -> None:
+    """The drifting records in each other framing, loaded by bronze (addNewColumns): MB/s of its own bytes."""
+    from lake_assets.core import bronze
 
-
-def measure_framings(spark, files: list[str], work: Path, timeline: Timeline, hints: str, repeat: int,
-                     results: dict) -> None:
-    print("\nother framings (the same records; MB/s of each framing's own bytes):", flush=True)
-    for name, (extra, _) in FRAMINGS.items():
-        landing, nbytes = reframe(files, work / "framings", name)
-        out = work / "out" / f"framing_{name}"
-        got: dict = {}
-        values = measure({name: lambda i: run_bronze(spark, landing, str(out / str(i)), timeline, hints, extra)},
-                         nbytes, got, repeat)
-        results.setdefault("framings", {})[name] = {**got[name], "records": values[name][0].records}
+    print("\nother framings (the drifting records; bronze addNewColumns; MB/s of each framing's own bytes):")
+    for name, (extra, write) in FRAMINGS.items():
+        landing, nbytes = work / "framings" / name, 0
+        for path in ds.paths:
+            target = landing / Path(path).relative_to(ds.landing)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            body = write([line for line in Path(path).read_bytes().split(b"\n") if line.strip()])
+            target.write_bytes(body)
+            nbytes += len(body)
+        runs = []
+        for i in range(repeat):
+            lake = lake_config(landing, work / 'out' / name / str(i), hints, extra)
+            start = time.perf_counter()
+            result = bronze.ingest(spark, lake, lake.source("telemetry"), [DAY.isoformat()], log=lambda _: None)
+            runs.append(time.perf_counter() - start)
+        print(f"  {name:<13} {median(runs):6.2f} s  {nbytes / MB / median(runs):7.1f} MB/s  {result.records} records")
 
 
 # ---------------------------------------------------------------- profile one file
 
-def profile_passes(path: str, schema_json: str, top: int) -> None:
-    """cProfile, outside Spark, the passes over one file: the scan (pyarrow parse and inference),
-    lake_typed from the scan's parse, and lake_typed walking every line through the Fitter."""
-    from pyspark.sql import types as T
+def profile_passes(path: str, hints: str, top: int) -> None:
+    """cProfile, outside Spark, the passes over one drifting file in rescue mode (the table has the
+    day-1 schema): the scan (pyarrow parse and inference), lake_typed from the scan's parse, and
+    lake_typed walking every line through the Fitter."""
+    from lake_assets.core import pyarrow_scan, reader, typed_rows
+    from lake_assets.core.schema import apply_hints
 
-    from lake_assets.core import reader, typed_rows
-
+    lake = lake_config("/tmp", "/tmp", hints)
+    day_one = pyarrow_scan.scan_bytes((Path(path).parent / "part-000.json").read_bytes())["schema"]
+    target = apply_hints(day_one, lake.source("telemetry").hints)
     size = os.path.getsize(path)
     info = {"uri": path, "size": size, "day": DAY.isoformat(), "malformed": []}
-    declared = typed_rows.declared_schema(T.StructType.fromJson(json.loads(schema_json))).json()
-    typed_options = {"schema": declared, "target": schema_json, "rescued_column": "_rescued_data"}
+    typed_options = {"schema": typed_rows.declared_schema(target).json(), "target": target.json(),
+                     "table": target.json(), "rescued_column": "_rescued_data", "rescue_unknown": "true"}
     for name, cls, options in (
         ("scan", reader._ScanReader, {"files": json.dumps([info]), "keep_parsed": "true"}),
         ("typed (the scan's parse)", reader._TypedReader, {"files": json.dumps([{**info, "typed": True}]),
@@ -340,97 +533,69 @@ def profile_passes(path: str, schema_json: str, top: int) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mb", type=int, default=100, help="MB of NDJSON to generate (default 100)")
-    parser.add_argument("--files", type=int, default=20, help="number of files (default 20)")
+    parser.add_argument("--mb", "--size", type=int, default=300, help="MB of NDJSON per data set (default 300)")
+    parser.add_argument("--files", type=int, default=40, help="number of files per data set (default 40)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (default 3); medians are reported")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 8 MB, 8 files, 1 round (< 1 minute)")
+    parser.add_argument("--only", help="comma-separated substrings: run only the systems whose label has one "
+                                       "(raw always runs: the ratios need it)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--dir", help="work folder (default: a temp folder, removed afterwards)")
     parser.add_argument("--hints", default="event_id STRING, recorded_at TIMESTAMP",
                         help="the source's schema_hints (default: the demo's, %(default)r)")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of each path (each into a fresh table and warehouse); the median is reported")
-    parser.add_argument("--no-text", action="store_true", help="skip the read.text -> from_json path")
-    parser.add_argument("--profile", action="store_true", help="also cProfile both passes over one file")
+    parser.add_argument("--profile", action="store_true", help="also cProfile the passes over one drifting file")
     parser.add_argument("--json", help="also write the results as JSON to this file")
     parser.add_argument("--framings", action="store_true",
-                        help="also load the same records as one array per file, pretty-printed documents, "
+                        help="also load the drifting records as one array per file, pretty-printed documents, "
                              "concatenated objects (Firehose) and {\"Records\": [...]} envelopes")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.mb, args.files, args.repeat = 8, 8, 1
 
     os.environ.setdefault("RUST_LOG", "error")
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bronze_bench_"))
-    work.mkdir(parents=True, exist_ok=True)
     try:
-        landing, out = work / "landing", work / "out"
-        for folder in (out, landing, work / "clean"):
-            shutil.rmtree(folder, ignore_errors=True)
+        for folder in ("clean", "drifting", "clean-twin", "drifting-twin", "out", "framings"):
+            shutil.rmtree(work / folder, ignore_errors=True)
         start = time.perf_counter()
-        files, clean_files, nbytes = generate(work, args.mb, args.files, args.seed)
-        print(f"generated {nbytes / MB:.1f} MB in {len(files)} files in {time.perf_counter() - start:.1f} s "
-              f"({work})", flush=True)
+        datasets = [generate(work, "clean", args.mb, args.files, args.seed, drift=False),
+                    generate(work, "drifting", args.mb, args.files, args.seed, drift=True)]
+        for ds in datasets:
+            print(f"{ds.name}: {ds.bytes / MB:.1f} MB, {ds.records} records in {len(ds.paths)} files")
+        print(f"generated in {time.perf_counter() - start:.1f} s ({work})", flush=True)
 
         from lake_assets.engine import spark_session
 
         timeline = Timeline()
         timeline.install()
         spark = spark_session()
-        spark.range(1).collect()  # server start-up is not part of any path
-        cores = os.cpu_count()
-        print(f"engine: embedded Sail, {cores} cores; peak RSS before the runs {gib(peak_rss())}", flush=True)
+        spark.range(1).collect()  # server start-up is not part of any run
+        load_before = os.getloadavg()
+        print(f"engine: embedded Sail, {os.cpu_count()} cores; load average {load_before[0]:.2f} "
+              f"{load_before[1]:.2f} {load_before[2]:.2f}", flush=True)
+        details: dict = {}
+        loads = systems(spark, args, timeline, details)
+        if args.only:
+            wanted = [w.strip() for w in args.only.split(",")]
+            loads = {k: v for i, (k, v) in enumerate(loads.items()) if i == 0 or any(w in k for w in wanted)}
+        results = measure(loads, datasets, work, args.repeat)
 
-        results: dict = {"mb": nbytes / MB, "files": len(files), "cores": cores}
-        from lake_assets.core.layout import AUDIT_COLUMNS, Layout
-
-        def text(i: int) -> int:  # into bronze's data schema, as the first bronze run made it
-            full = spark.read.format("delta").load(Layout(str(out / "warehouse0"), "telemetry").bronze).schema
-            data_schema = type(full)([f for f in full.fields if f.name not in AUDIT_COLUMNS
-                                      and f.name != "_rescued_data"])
-            return run_text(spark, files, data_schema, str(out / f"text{i}"))
-
-        paths = {"plain": lambda i: run_plain(spark, clean_files, str(out / f"plain{i}")),
-                 "bronze": lambda i: run_bronze(spark, str(landing), str(out / f"warehouse{i}"), timeline, args.hints)}
-        if not args.no_text:
-            paths["text"] = text
-        values = measure(paths, nbytes, results, args.repeat)
-        plain_rows, (result, table) = values["plain"], values["bronze"]
-        bronze_rows = result.records
-        results["bronze"].update(records=result.records, rescued=result.rescued, malformed=result.malformed)
-        if plain_rows != bronze_rows:
-            print(f"  NOTE: plain wrote {plain_rows} rows, bronze {bronze_rows}")
-
-        ratio = results["bronze"]["mb_s"] / results["plain"]["mb_s"]
-        results["ratio"] = ratio
-        print(f"\nbronze / plain = {ratio:.2f}  (target >= 0.40: {'met' if ratio >= 0.40 else 'NOT met'})")
-        print(f"bronze: {result.records} records, {result.rescued} with rescued data, {result.malformed} malformed")
-        print(f"process peak RSS (whole run) {gib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)}")
-
-        print("\nbronze timeline of the last run (s since ingest was called; each line: time since the previous one):")
-        previous = 0.0
-        breakdown = []
-        for at, name in timeline.events:
-            breakdown.append({"at": at, "delta": at - previous, "event": name})
-            print(f"  {at:7.2f}  +{at - previous:6.2f}  {name}")
-            previous = at
-        results["timeline"] = breakdown
-        total = results["bronze"]["seconds"]
-        print("\nPython inside the data sources (run by the embedded engine in this process, one GIL):")
-        for name in ("scan", "typed", "malformed"):
-            busy, cpu = timeline.busy[name], timeline.cpu[name]
-            print(f"  {name:<6} busy {busy:6.2f} s wall ({busy / total:5.1%} of bronze), {cpu:6.2f} s CPU "
-                  f"({nbytes / MB / cpu if cpu else 0:6.1f} MB/s per CPU second), {timeline.rows[name]} row(s) out")
-        print(f"  lake_typed took {timeline.typed_files} of {timeline.files} file(s) from the scan's pyarrow parse "
-              f"(the rest it walked line by line through the Fitter)")
-        results["typed_files"] = timeline.typed_files
-        results["python"] = {"busy": dict(timeline.busy), "cpu": dict(timeline.cpu)}
-
+        lines, rows = table(results, loads, datasets)
+        load_after = os.getloadavg()
+        print(f"\n{args.mb} MB x 2 data sets, {args.files} files each, {args.repeat} round(s) interleaved, medians; "
+              f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+              f"(ratios to raw; drifting raw reads a conflict-free twin)")
+        print("\n".join(lines))
+        bronze_details(details, datasets, results)
         if args.framings:
-            measure_framings(spark, files, work, timeline, args.hints, args.repeat, results)
+            measure_framings(spark, datasets[1], work, args.hints, args.repeat)
         if args.profile:
-            schema = spark.read.format("delta").load(table).schema
-            target = type(schema)([f for f in schema.fields if f.name not in AUDIT_COLUMNS
-                                   and f.name != "_rescued_data"])
-            profile_passes(files[-1], target.json(), 12)
+            profile_passes(datasets[1].paths[-1], args.hints, 15)
         if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+            Path(args.json).write_text(json.dumps({"mb": args.mb, "files": args.files, "repeat": args.repeat,
+                                                   "load_average": [load_before, load_after], "rows": rows,
+                                                   "runs": {f"{k[0]} / {k[1]}": v["runs"] for k, v in results.items()}},
+                                                  indent=2, default=str))
     finally:
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)
