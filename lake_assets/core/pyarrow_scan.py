@@ -113,7 +113,7 @@ def arrow_scan(data: bytes) -> dict | None:
     """scan_bytes by pyarrow, or None when the result might differ from the Python Inferrer's.
     Malformed lines (what parse_line rejects) are found line by line only when the file is not
     plainly one JSON object per line; pyarrow then reads the other lines."""
-    if not data or LONG_INTEGER.search(data):  # pyarrow reads integers past 64 bits as doubles
+    if not data or _long_integer(data):  # pyarrow reads integers past 64 bits as doubles
         return None
     buf, starts, ends = _line_bounds(data)
     good = ends != starts
@@ -144,6 +144,15 @@ def arrow_scan(data: bytes) -> dict | None:
     if result is not None:
         result["malformed"] = malformed
     return result
+
+
+_DIGIT_MAP = bytes(57 if 48 <= b <= 57 else 32 for b in range(256))  # digits -> "9", any other byte -> " "
+
+
+def _long_integer(data: bytes) -> bool:
+    """LONG_INTEGER.search(data), first ruled out (the usual case) by finding no 19 digits in a
+    row: a translate and a substring search run at memory speed, the regex at ~20 MB/s."""
+    return b"9" * 19 in data.translate(_DIGIT_MAP) and LONG_INTEGER.search(data) is not None
 
 
 def _valid_utf8(data: bytes) -> bool:

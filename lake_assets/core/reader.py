@@ -295,7 +295,6 @@ class _TypedReader(_Reader):
     def _piece(self, table, numbers, raw, f: dict) -> pa.RecordBatch:
         """One part of a typed file: conformed, its misfit fields rescued; or walked."""
         from lake_assets.core.fieldpath import FieldPath
-        from lake_assets.core.records import rescued_json
         from lake_assets.core.typerules import kind_type
 
         seen = kind_type(pyarrow_scan.arrow_kind(pa.struct(list(table.schema)), 0))
@@ -303,21 +302,32 @@ class _TypedReader(_Reader):
         misfits: dict = {}
         for schema in self.schemas:
             typed_rows.misfits(schema, seen, ts, FieldPath(), misfits)
-        moved = typed_rows.moved_fields(table, misfits, self.rescue_unknown)
+        moved = typed_rows.moved_fields(table, misfits)
         if moved is None:
             if raw is None:
                 raise typed_rows.DoesNotConvert()
             return typed_rows.walked_batch(self.out, self.declared, self.fitter, list(zip(numbers.tolist(), raw)), f)
         table, values = moved
-        rows: list[dict] = [{} for _ in range(table.num_rows)]
-        for path, column in values:
-            if self.rescue_unknown or misfits[path] is not None:  # unknown fields: rescued, or ignored (none)
-                for row, value in zip(rows, column.to_pylist()):
-                    if value is not None:
-                        row[path.format()] = value
-        rescued = pa.array([rescued_json(row, f["uri"]) for row in rows], pa.string()) if values \
-            else pa.nulls(table.num_rows, pa.string())
+        kept = [(path, leaves) for path, leaves in values  # unknown fields: rescued, or ignored (none)
+                if self.rescue_unknown or misfits[path] is not None]
+        rescued = typed_rows.rescued_column(table.num_rows, kept, f["uri"], _records_of(numbers, raw, f))
         return typed_rows.typed_batch(self.out, self.declared, table, numbers, rescued, f)
+
+
+def _records_of(numbers, raw: list | None, f: dict):
+    """record(row): the parsed line of a part's row (its raw lines, else the file's), each parsed once."""
+    from lake_assets.core.records import parse_line
+
+    parsed: dict = {}
+    lines: list = []
+
+    def record(row: int) -> dict:
+        if row not in parsed:
+            if raw is None and not lines:
+                lines.extend(_framed(f).data.split(b"\n"))
+            parsed[row] = parse_line(raw[row] if raw is not None else lines[int(numbers[row]) - 1])
+        return parsed[row]
+    return record
 
 
 def _has_timestamp(t) -> bool:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from lake_assets.core import framing
-from lake_assets.core.fieldpath import ELEMENT, FieldPath
+from lake_assets.core.fieldpath import ELEMENT, FieldPath, join
 from lake_assets.core.pyarrow_scan import arrow_read
 from lake_assets.core.typerules import BIGINT, BOOLEAN, CAST, CHECK, NONE, SHAPE, STRING, TYPE_TAG, fits
 from lake_assets.errors import LakeError
@@ -51,20 +51,20 @@ def misfits(target, seen, ts: dict, path: FieldPath, out: dict) -> None:
         out[path] = target
 
 
-def moved_fields(table, found: dict, rescue_unknown: bool):
-    """(table without the misfit fields, [(FieldPath, their values)]) when each misfit is a field
-    outside arrays that the Fitter would rescue whatever its value — an unknown field, or a type
-    that never fits its column — holding strings, booleans or integers, so the values move to the
-    rescued column as they are (or an unknown field of any type mode `none` ignores); else None."""
+def moved_fields(table, found: dict):
+    """(table without the misfit fields, [(FieldPath, their Leaves)]) when each misfit is a field
+    the Fitter would rescue whatever its value — an unknown field (of any type), or strings,
+    booleans or integers where the column's type never takes them (inside arrays too) — so the
+    values move to the rescued column as they are (or an unknown field mode `none` ignores); else None."""
     values = []
     for path, target in found.items():
-        column = None if path.in_array else _column_at(table, path.names)
-        ignored = target is None and not rescue_unknown
-        if column is None or not ignored and not (column.type in _ARROW_TAG and _never_fits(target, column.type)):
+        leaves = leaves_at(table, path)
+        if leaves is None or not (target is None or leaves.values.type in _ARROW_TAG
+                                  and _never_fits(target, leaves.values.type)):
             return None
-        values.append((path, column))
+        values.append((path, leaves))
     for path, _ in values:
-        top, *below = path.names
+        top, *below = path.steps
         column = _array(table.column(top))
         table = table.drop_columns([top])
         if below:
@@ -87,27 +87,152 @@ def _array(column: pa.ChunkedArray) -> pa.Array:
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
-def _column_at(table, names: tuple[str, ...]):
-    """The values at a field path, null wherever a parent is null; None if there is no such field."""
-    if names[0] not in table.column_names:
+class Leaves:
+    """The non-null values at one field path of a table: for each, its row, and per step its place
+    in the document — the field's index in its struct, or its element's index in an array."""
+
+    def __init__(self, rows: np.ndarray, places: list, values: pa.Array):
+        self.rows, self.places, self.values = rows, places, values
+
+
+def leaves_at(table, path: FieldPath) -> Leaves | None:
+    """The Leaves at a field path (null wherever a parent is null); None if there is no such field."""
+    import pyarrow.compute as pc
+
+    top, *below = path.steps
+    if not isinstance(top, str) or top not in table.column_names:
         return None
-    column = _array(table.column(names[0]))
-    for name in names[1:]:
-        if not pa.types.is_struct(column.type) or column.type.get_field_index(name) < 0:
+    column = _array(table.column(top))
+    rows = np.arange(table.num_rows, dtype=np.int64)
+    places: list = [table.column_names.index(top)]
+    for step in below:
+        if step is ELEMENT and pa.types.is_list(column.type):
+            lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy().astype(np.int64)
+            rows, starts = np.repeat(rows, lengths), np.repeat(np.cumsum(lengths) - lengths, lengths)
+            places = [p if isinstance(p, int) else np.repeat(p, lengths) for p in places]
+            column = column.flatten()  # (leaves out the values behind null lists)
+            places.append(np.arange(len(column), dtype=np.int64) - starts)
+        elif isinstance(step, str) and pa.types.is_struct(column.type) and column.type.get_field_index(step) >= 0:
+            places.append(column.type.get_field_index(step))
+            column = column.flatten()[column.type.get_field_index(step)]
+        else:
             return None
-        column = column.flatten()[column.type.get_field_index(name)]
-    return column
+    valid = np.asarray(column.is_valid())
+    return Leaves(rows[valid], [p if isinstance(p, int) else p[valid] for p in places], column.filter(valid))
 
 
-def _drop_field(arr, names: list[str]):
-    """A struct array without the field at the path `names` below it."""
+def rescued_column(n: int, moved: list, uri: str, record) -> pa.Array:
+    """The rescued column of `n` rows holding the moved fields' Leaves [(FieldPath, Leaves)]: per
+    row the JSON text rescued_json writes for the Fitter's rescue — keys the field paths with array
+    elements by position (`signals[0].unit`), in document order, then `_file_path` — or null.
+    `record(row)` parses a row's line, for values whose text arrow does not keep (objects, doubles)."""
+    import pyarrow.compute as pc
+
+    from lake_assets.core.layout import RESCUED_FILE_PATH
+
+    if not moved:
+        return pa.nulls(n, pa.string())
+    width = max(len(path.steps) for path, _ in moved)
+    rows, texts, places = [], [], [[] for _ in range(width)]
+    for path, leaves in moved:
+        if leaves.values.type in _ARROW_TAG:
+            text = _fragments(path, leaves)
+        else:
+            leaves, text = _parsed_fragments(path, leaves, record)
+        rows.append(leaves.rows)
+        texts.append(text)
+        for i in range(width):
+            place = leaves.places[i] if i < len(path.steps) else 0
+            places[i].append(np.broadcast_to(np.int64(place), len(leaves.rows)) if isinstance(place, int) else place)
+    rows_, keys = np.concatenate(rows), [np.concatenate(p) for p in places]
+    order = np.lexsort(keys[::-1] + [rows_])
+    counts = np.bincount(rows_, minlength=n)
+    offsets = pa.array(np.concatenate(([0], np.cumsum(counts))), pa.int64())
+    listed = pa.LargeListArray.from_arrays(offsets, pa.concat_arrays(texts).take(pa.array(order)))
+    tail = "," + orjson.dumps(RESCUED_FILE_PATH).decode() + ":" + orjson.dumps(uri).decode() + "}"
+    text = _join("{", pc.binary_join(listed, pa.scalar(",", pa.large_string())), tail)
+    return pc.if_else(pa.array(counts > 0), text, pa.scalar(None, pa.large_string())).cast(pa.string())
+
+
+def _parsed_fragments(path: FieldPath, leaves: Leaves, record) -> tuple[Leaves, pa.Array]:
+    """`"path":value` of the leaves whose value arrow cannot write back as the JSON it read, taken
+    from the parsed line (`record(row)`) as the Fitter takes it; empty values ([], {}) left out."""
+    from lake_assets.core.typerules import is_empty
+
+    keep, texts = [], []
+    for j, row in enumerate(leaves.rows.tolist()):
+        value, steps = record(row), []
+        for i, step in enumerate(path.steps):
+            steps.append(int(leaves.places[i][j]) if step is ELEMENT else step)
+            value = value[steps[-1]]
+        if not is_empty(value):
+            keep.append(j)
+            texts.append(_rescued_key(FieldPath(tuple(steps)).format()) + orjson.dumps(value).decode())
+    picked = np.array(keep, np.int64)
+    kept = Leaves(leaves.rows[picked], [p if isinstance(p, int) else p[picked] for p in leaves.places],
+                  leaves.values.take(pa.array(picked)))
+    return kept, pa.array(texts, pa.large_string())
+
+
+def _rescued_key(key: str) -> str:
+    """'"key":' as rescued_json writes it (a data field named like the file key backtick-quoted)."""
+    from lake_assets.core.layout import RESCUED_FILE_PATH
+
+    return orjson.dumps("`" + key + "`" if key == RESCUED_FILE_PATH else key).decode() + ":"
+
+
+def _fragments(path: FieldPath, leaves: Leaves) -> pa.Array:
+    """`"path":value` of each leaf (a string, boolean or integer), as the Fitter's rescue keys it
+    and orjson writes it (large_string)."""
+    import pyarrow.compute as pc
+
+    def quoted(text: str) -> str:  # JSON string contents, escaped as orjson escapes them
+        return orjson.dumps(text).decode()[1:-1]
+
+    values = leaves.values
+    if pa.types.is_string(values.type):
+        escape = pc.match_substring_regex(values, r'[\x00-\x1f"\\]')
+        json_text = _join('"', values, '"')
+        if pc.any(escape).as_py():
+            exact = pa.array([orjson.dumps(v).decode() for v in values.filter(escape).to_pylist()], pa.large_string())
+            json_text = pc.replace_with_mask(json_text, escape, exact)
+    elif pa.types.is_boolean(values.type):
+        json_text = pc.if_else(values, "true", "false")
+    else:
+        json_text = values.cast(pa.string())
+    if not path.in_array:
+        return _join(_rescued_key(path.format()), json_text)
+    pieces, text = [], None  # the key: constant text, and each array element's position between
+    for i, step in enumerate(path.steps):
+        if step is ELEMENT:
+            pieces += [quoted((text or "") + "["), pa.array(leaves.places[i]).cast(pa.string())]
+            text = "]"
+        else:
+            text = join(text, step)
+    return _join('"', *pieces, quoted(text) + '":', json_text)
+
+
+def _join(*parts) -> pa.Array:
+    """Texts and string arrays concatenated element by element (large_string)."""
+    import pyarrow.compute as pc
+
+    return pc.binary_join_element_wise(*[pa.scalar(p, pa.large_string()) if isinstance(p, str) else
+                                         p.cast(pa.large_string()) for p in parts], pa.scalar("", pa.large_string()))
+
+
+def _drop_field(arr, steps: list):
+    """A struct (or list of structs: ELEMENT) array without the field at `steps` below it."""
+    if steps[0] is ELEMENT:
+        inner = _drop_field(arr.values, steps[1:])
+        return pa.ListArray.from_arrays(arr.offsets, inner, type=pa.list_(pa.field(arr.type.value_field.name, inner.type)),
+                                        mask=arr.is_null())
     fields, children = [], []
     for i in range(arr.type.num_fields):
         field, child = arr.type.field(i), arr.field(i)
-        if field.name == names[0]:
-            if len(names) == 1:
+        if field.name == steps[0]:
+            if len(steps) == 1:
                 continue
-            child = _drop_field(child, names[1:])
+            child = _drop_field(child, steps[1:])
             field = pa.field(field.name, child.type)
         fields.append(field)
         children.append(child)
