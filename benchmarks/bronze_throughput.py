@@ -275,6 +275,7 @@ def bronze_loader(spark, mode: str, hints: str, timeline: Timeline, details: dic
         timeline.reset()
         try:
             result = bronze.ingest(spark, lake, source, [DAY.isoformat()], log=lambda _: None)
+            timeline.points.append(("returned", time.perf_counter() - timeline.t0))
         except bronze.NewColumnsError as exc:
             stop = Outcome(failed=f"stops at the {len(exc.fields)} new fields, by design")
             return lambda: stop
