@@ -13,7 +13,8 @@ in `--files` local files of one landing day:
             `device.fw.minor` as a string ("7-beta": a type conflict with the BIGINT column).
 
 and loads each into Delta with every system below, in one process, interleaved (round i runs every
-system once on each data set, each into a fresh table), `--repeat` rounds, reporting medians (ratios: the median of each round's ratio to raw):
+system once on each data set, each into a fresh table), `--repeat` rounds, reporting medians (a
+ratio: the median of the rounds' ratios to raw):
 
   raw       Sail spark.read.json(files) -> Delta append: the ceiling (no rescue, no lineage). It
             fails on the conflict, so on drifting data it reads a conflict-free twin of the files.
