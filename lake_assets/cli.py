@@ -101,7 +101,8 @@ def cmd_status(args, lake) -> int:
             print(json.dumps(status))
     else:
         print("every landing day" if days is None else f"landing days {days[0]}..{days[-1]}"
-              + ("" if args.start or args.end else f" (the last {STATUS_LOOKBACK_DAYS}; --from/--to or --all)"))
+              + ("" if args.start or args.end else f" (the last {STATUS_LOOKBACK_DAYS}; --from/--to or --all)"),
+              file=sys.stderr)
         print_table([_status_row(s) for s in statuses], STATUS_COLUMNS)
     return 0
 
