@@ -81,7 +81,7 @@ def source_status(spark, lake: LakeConfig, source: SourceConfig, days: list[str]
     last_row = last[0] if last else None
     return {
         "source": source.name,
-        "days": {"from": days[0], "to": days[-1]} if days else "all",
+        "days": {"from": days[0], "to": days[-1]} if days is not None else "all",
         "files": {**files, "pending": pending, "skipped_not_data": skipped},
         "records": totals["records"],
         "malformed": totals["malformed"],

@@ -324,22 +324,21 @@ def audit_entries(spark, ledger_uri: str, days: list[str], checks: ChecksConfig)
     """The ledger rows audit reads: every day from `baseline_days` days before its first day to its
     last (baseline() takes the last `baseline_days` earlier days with rows); only when that window
     has fewer such days (gaps, a young lake) does the engine find the days with rows before it."""
+    if not days:
+        return {}
     first, last = dt.date.fromisoformat(min(days)), dt.date.fromisoformat(max(days))
     start = first - dt.timedelta(days=checks.baseline_days)
     window = {(start + dt.timedelta(days=i)).isoformat() for i in range((last - start).days + 1)}
     entries = Ledger(spark, ledger_uri, window).entries()
-    if len({e.landing_date for e in entries.values() if _has_rows(e) and e.landing_date < min(days)}) \
-            >= checks.baseline_days or tables.schema_or_none(spark, ledger_uri) is None:
+    earlier_with_rows = {e.landing_date for e in entries.values()
+                         if e.status == COMMITTED and e.records and e.landing_date < min(days)}
+    if len(earlier_with_rows) >= checks.baseline_days or tables.schema_or_none(spark, ledger_uri) is None:
         return entries
     earlier = {r["landing_date"] for r in tables.read(spark, ledger_uri)
                .where((F.col("landing_date") < min(days)) & (F.col("status") == COMMITTED) & (F.col("records") > 0))
                .groupBy("landing_date").count().orderBy(F.col("landing_date").desc())
                .limit(checks.baseline_days).collect()}
     return entries if earlier <= window else Ledger(spark, ledger_uri, window | earlier).entries()
-
-
-def _has_rows(e: Entry) -> bool:
-    return e.status == COMMITTED and bool(e.records)
 
 
 def audit(spark, lake: LakeConfig, source: SourceConfig, days: list[str], batch_ids: list[str]) -> dict[str, DayAudit]:
