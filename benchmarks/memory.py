@@ -5,7 +5,7 @@
 
 For each size (GB of NDJSON) it writes one landing day of nested telemetry records
 (lake_assets.demo.data, the day-2 shape: nested structs, arrays of structs; clean, so the engine's
-own reader takes it too) in --file-mb files under a local folder, then runs, each in a fresh
+own reader takes it too; `--drift`: the day-3 shape, with type conflicts to rescue) in --file-mb files under a local folder, then runs, each in a fresh
 process (so the RSS is the real one, not what this script already holds):
 
   lake    `python -m lake_assets.cli ingest` of that day into a fresh local warehouse, with the
@@ -44,13 +44,15 @@ spark.read.json(sys.argv[1]).write.format("delta").mode("append").save(sys.argv[
 """
 
 
-def generate(folder: Path, total_mb: float, file_mb: float) -> int:
+def generate(folder: Path, total_mb: float, file_mb: float, drift: bool = False) -> int:
     """About total_mb MB of NDJSON in files of file_mb MB; returns the bytes written. A pool of
-    distinct records is generated once and cycled through (record generation is the slow part)."""
+    distinct records is generated once and cycled through (record generation is the slow part).
+    `drift`: the day-3 shape (a new nested field; 1 in 8 `device.fw.minor` a string: type conflicts)."""
     from lake_assets.demo.data import generate_records, to_ndjson
 
     folder.mkdir(parents=True, exist_ok=True)
-    pool = [to_ndjson(generate_records(2000, seed=11, day=2, date=DAY, start=i * 2000)) for i in range(16)]
+    shape = 3 if drift else 2
+    pool = [to_ndjson(generate_records(2000, seed=11, day=shape, date=DAY, start=i * 2000)) for i in range(16)]
     target, per_file = int(total_mb * MB), max(1, int(file_mb * MB))
     written, n, block = 0, 0, 0
     while written < target:
@@ -114,7 +116,7 @@ def lake_config(root: Path, warehouse: Path, extra: str) -> Path:
 def measure(size_gb: float, args, codes: dict[str, str], root: Path) -> dict[str, tuple[int, float]]:
     folder = root / "landing" / "events" / f"{DAY:%Y/%m/%d}"
     t0 = time.perf_counter()
-    nbytes = generate(folder, size_gb * 1000, args.file_mb)
+    nbytes = generate(folder, size_gb * 1000, args.file_mb, args.drift)
     files = len(list(folder.iterdir()))
     print(f"{size_gb:g} GB: {nbytes / MB:.0f} MB in {files} file(s), written in {time.perf_counter() - t0:.0f} s",
           flush=True)
@@ -127,7 +129,7 @@ def measure(size_gb: float, args, codes: dict[str, str], root: Path) -> dict[str
                          "--date", DAY.isoformat()], env, root / f"{name}.log")
         out[name] = (rss, nbytes / MB / secs)
         print(f"  {name:>8}: peak {rss / GIB:.2f} GiB, {out[name][1]:.1f} MB/s", flush=True)
-    if not args.no_raw:
+    if not (args.no_raw or args.drift):   # the engine's reader fails on a type conflict
         rss, secs = run([sys.executable, "-c", RAW, str(folder), str(root / "raw-delta")],
                         {**os.environ, "PYTHONPATH": next(iter(codes.values()))}, root / "raw.log")
         out["raw"] = (rss, nbytes / MB / secs)
@@ -143,6 +145,8 @@ def main() -> None:
     parser.add_argument("--file-mb", type=float, default=64, help="size of each landing file (MB)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 0.02 and 0.05 GB in 5 MB files")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw engine baseline")
+    parser.add_argument("--drift", action="store_true",
+                        help="records with type conflicts (the rescue path; no raw baseline: it fails on them)")
     parser.add_argument("--code", action="append", default=[],
                         help="NAME=CHECKOUT whose lake_assets runs the ingest (repeatable; default this checkout)")
     parser.add_argument("--config-extra", action="append", default=[],
