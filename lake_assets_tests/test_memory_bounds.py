@@ -42,7 +42,7 @@ def test_run_batches_cut_runs_by_bytes(sizes, options, max_batches, expected):
 
 
 def test_the_default_batch_is_bounded():
-    assert _source().max_bytes_per_batch == 512 * 1024**2
+    assert _source().max_bytes_per_batch == 256 * 1024**2
 
 
 def _batches(lake: Lake) -> dict[str, str]:
