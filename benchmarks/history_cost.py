@@ -96,7 +96,8 @@ def write_history_tables(lake, etags: dict[int, str], per_day: int) -> None:
                                              schema=ledger_schema), mode="append",
                         storage_options=storage_options(ledger_uri))
         rows = {"id": ns, "name": [f"device-{n}" for n in ns], "reading": [n * 0.5 for n in ns],
-                "_rescued_data": [None] * len(ns), "_source_file": uris, "_line": [1] * len(ns), "_record": [None] * len(ns),
+                "_rescued_data": [None] * len(ns), "_source_file": uris, "_line": [1] * len(ns),
+                "_record": [None] * len(ns),
                 "_ingested_at": [now] * len(ns), "_batch_id": [batch] * len(ns),
                 "_landing_date": [day.isoformat()] * len(ns)}
         write_deltalake(bronze_uri, pa.table({f.name: pa.array(rows[f.name], f.type) for f in bronze_schema},
