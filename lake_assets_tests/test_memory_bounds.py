@@ -145,6 +145,7 @@ def _history_ledger(spark, uri: str) -> None:
     Ledger(spark, uri).rebuild(entries)
 
 
+@pytest.mark.embedded
 @pytest.mark.parametrize("days, window", [
     ([6], {3, 4, 5, 6}),                 # continuous history: the 3 days before, no more
     ([12], {5, 6, 11, 12}),              # after a gap: the last 3 days with rows (11, 6, 5) are found
@@ -152,13 +153,13 @@ def _history_ledger(spark, uri: str) -> None:
     ([11, 12], {4, 5, 6, 11, 12}),
     ([4, 6], {1, 2, 3, 4, 5, 6}),        # a range reads every day in it
 ])
-def test_audit_reads_its_days_and_judges_as_from_the_whole_ledger(tmp_path, embedded_spark, days, window):
+def test_audit_reads_its_days_and_judges_as_from_the_whole_ledger(tmp_path, spark, days, window):
     uri = str(tmp_path / "ledger")
-    _history_ledger(embedded_spark, uri)
+    _history_ledger(spark, uri)
     checks = ChecksConfig(baseline_days=3, baseline_min_days=2)
-    everything = Ledger(embedded_spark, uri).entries()
+    everything = Ledger(spark, uri).entries()
     dates = [_day(n) for n in days]
-    scoped = audit_entries(embedded_spark, uri, dates, checks)
+    scoped = audit_entries(spark, uri, dates, checks)
     assert set(scoped.items()) <= set(everything.items())
     assert {e.landing_date for e in scoped.values()} == {_day(n) for n in window}
     for day in dates:
@@ -166,6 +167,7 @@ def test_audit_reads_its_days_and_judges_as_from_the_whole_ledger(tmp_path, embe
     assert day_facts(scoped, dates, ["b12"]) == day_facts(everything, dates, ["b12"])
 
 
-def test_audit_of_a_lake_without_a_ledger(tmp_path, embedded_spark):
-    assert audit_entries(embedded_spark, str(tmp_path / "none"), [DAY1], ChecksConfig()) == {}
+@pytest.mark.embedded
+def test_audit_of_a_lake_without_a_ledger(tmp_path, spark):
+    assert audit_entries(spark, str(tmp_path / "none"), [DAY1], ChecksConfig()) == {}
 
