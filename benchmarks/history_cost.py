@@ -8,7 +8,8 @@ Against one local S3 server (moto) holding landing and warehouse, the history gr
 
   new file   `ingest` of 1 new file on a new day (what a sensor's run does)
   no-op      the same day again (nothing to ingest)
-  status     `source_status` (counts; lists the whole landing for `pending`)
+  status     `lake status` (source_status) of its default window, the 7 landing days up to the
+             last run's (per-day listing and ledger rows; code without status_days: every day)
 
 The history is built directly rather than ingested file by file: the landing objects are PUT,
 and each history day gets one ledger commit (committed rows with the objects' ETags) and one
@@ -96,6 +97,7 @@ def write_history_tables(lake, etags: dict[int, str], per_day: int) -> None:
                         storage_options=storage_options(ledger_uri))
         rows = {"id": ns, "name": [f"device-{n}" for n in ns], "reading": [n * 0.5 for n in ns],
                 "_rescued_data": [None] * len(ns), "_source_file": uris, "_line": [1] * len(ns),
+                "_record": [None] * len(ns),
                 "_ingested_at": [now] * len(ns), "_batch_id": [batch] * len(ns),
                 "_landing_date": [day.isoformat()] * len(ns)}
         write_deltalake(bronze_uri, pa.table({f.name: pa.array(rows[f.name], f.type) for f in bronze_schema},
@@ -121,10 +123,13 @@ def child(args) -> None:
     import lake_assets
     from lake_assets import storage
     from lake_assets.config import parse_config
+    from lake_assets.core import operations
     from lake_assets.core.bronze import ingest
     from lake_assets.core.layout import Layout
     from lake_assets.core.operations import source_status
     from lake_assets.engine import spark_session
+
+    status_days = getattr(operations, "status_days", None)
 
     lake = parse_config(f"landing: {args.landing}\nwarehouse: {args.warehouse}\n{SOURCE}")
     source = lake.source("events")
@@ -144,7 +149,9 @@ def child(args) -> None:
         land(lake, day, f"new-{args.stop}-{i}")
         times["new file"].append(timed(lambda: ingest(spark, lake, source, [day.isoformat()], log=quiet)))
         times["no-op"].append(timed(lambda: ingest(spark, lake, source, [day.isoformat()], log=quiet)))
-    times["status"].append(timed(lambda: source_status(spark, lake, source)))
+    # `lake status`'s default: the 7 landing days up to the last run's (older code: every day)
+    days = status_days(None, day.isoformat(), day) if status_days else None
+    times["status"].append(timed(lambda: source_status(spark, lake, source, *([days] if days else []))))
     print("RESULT " + json.dumps({"code": lake_assets.__file__, **{k: statistics.median(v) for k, v in times.items()}}))
 
 

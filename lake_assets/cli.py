@@ -91,14 +91,18 @@ def print_table(rows: list[dict], columns: tuple[tuple[str, str], ...]) -> None:
 
 
 def cmd_status(args, lake) -> int:
-    from lake_assets.core.operations import source_status
+    from lake_assets.core.operations import STATUS_LOOKBACK_DAYS, source_status, status_days
 
     names = [args.source] if args.source else list(lake.sources)
-    statuses = [source_status(_spark(lake), lake, lake.source(name)) for name in names]
+    days = None if args.all else status_days(args.start, args.end, dt.datetime.now(dt.timezone.utc).date())
+    statuses = [source_status(_spark(lake), lake, lake.source(name), days) for name in names]
     if args.json:
         for status in statuses:  # one object per line
             print(json.dumps(status))
     else:
+        print("every landing day" if days is None else f"landing days {days[0]}..{days[-1]}"
+              + ("" if args.start or args.end else f" (the last {STATUS_LOOKBACK_DAYS}; --from/--to or --all)"),
+              file=sys.stderr)
         print_table([_status_row(s) for s in statuses], STATUS_COLUMNS)
     return 0
 
@@ -236,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         if name == "status":
             p.add_argument("--json", action="store_true", help="print the status as JSON")
+            p.add_argument("--from", dest="start", help="first landing date (default: 6 days before --to)")
+            p.add_argument("--to", dest="end", help="last landing date (default: today, UTC)")
+            p.add_argument("--all", action="store_true", help="every landing day (lists the whole landing)")
         if name == "repair":
             p.add_argument("--rebuild-ledger", action="store_true",
                            help="first move the ledger aside and rebuild it from bronze's lineage")

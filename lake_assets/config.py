@@ -114,6 +114,7 @@ class SourceConfig(_Strict):
     on_corrupt: Literal["fail", "skip", "salvage"] = "fail"
     max_files_per_run: int = Field(1000, gt=0)
     max_bytes_per_run: int = Field(10 * 1024**3, gt=0)
+    max_bytes_per_batch: int = Field(256 * 1024**2, gt=0)   # memory bound: each batch commits on its own
     claim_timeout_minutes: int = Field(120, gt=0)
     # File discovery for the sensor (Auto Loader: useNotifications, queueUrl, backfillInterval).
     use_notifications: bool = False

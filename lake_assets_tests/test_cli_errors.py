@@ -169,7 +169,7 @@ def test_credentials_from_a_profile_file_reach_every_reader(tmp_path, buckets):
     ingest = subprocess.run([sys.executable, "-m", "lake_assets.cli", "--config", config, "ingest", "telemetry",
                              "--date", DAY], env=env, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert ingest.returncode == 0, ingest.stderr[-3000:]
-    status = _run_all(config, env, [["status", "--json"]])["status --json"]
+    status = _run_all(config, env, [["status", "--json", "--all"]])["status --json --all"]
     assert status.returncode == 0, status.stderr
     facts = json.loads(status.stdout)
     assert facts["records"] == 7 and facts["table_version"] is not None

@@ -82,7 +82,7 @@ def test_status_is_summarised_by_the_engine(tmp_path):
     lake.ingest_ok(DAY1)
     lake.land(DAY2, "d.json", lines_for("d", 2))
     lake.land(DAY1, "b.json", lines_for("b2", 3))   # changed since it was committed: pending again
-    r = lake.run("status", SOURCE, "--json")
+    r = lake.run("status", SOURCE, "--json", "--from", DAY1, "--to", DAY2)
     assert r.returncode == 0, str(r)
     status = json.loads(r.stdout)
     assert status["files"] == {"committed": 3, "pending": 2, "skipped_not_data": 0}

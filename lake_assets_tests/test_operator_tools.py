@@ -73,7 +73,7 @@ def test_status_reports_counts_schema_version_and_rescued_rate(tmp_path):
                                {"event_id": "r-2", "n": 2, "device": {"id": "x"}}])   # 1 rescued
     bad = lake.land_raw(DAY1, "t.json.gz", gzip.compress(b'{"event_id": "t"}\n' * 400)[:40])
     assert lake.ingest(DAY1).returncode == 1                 # the truncated gzip failed
-    r = lake.run("status", SOURCE, "--json")
+    r = lake.run("status", SOURCE, "--json", "--all")
     assert r.returncode == 0, str(r)
     status = r.json
     assert status["source"] == SOURCE
@@ -88,9 +88,9 @@ def test_status_reports_counts_schema_version_and_rescued_rate(tmp_path):
     assert "gzip" in ledger[bad]["error"]
 
     lake.land(DAY2, "new.json", [{"event_id": "n-1", "n": 1, "device": {"id": "y"}, "added": True}])
-    assert lake.run("status", "--json").json["files"]["pending"] == 1  # landed, not ingested yet
+    assert lake.run("status", "--json", "--all").json["files"]["pending"] == 1  # landed, not ingested yet
     lake.ingest(DAY2)
-    status = lake.run("status", "--json").json                # all sources (one here)
+    status = lake.run("status", "--json", "--all").json                # all sources (one here)
     assert status["schema_version"] == 1
     assert status["files"] == {"committed": 5, "failed": 1, "pending": 0, "skipped_not_data": 0}
     assert status["records"] == 13 and status["rescued_rate"] == round(1 / 13, 6)
@@ -220,7 +220,7 @@ def test_reset_needs_confirmation_then_empties_and_keeps_history(tmp_path, spark
     old = (spark.read.format("delta").option("versionAsOf", old_version).load(str(lake.bronze_path))
            .select("_source_file", "_line", "event_id", "n", "device.id", "_batch_id").collect())
     assert sorted(tuple(r) for r in old) == [r for r in rows]
-    assert lake.run("status", SOURCE, "--json").json["schema_version"] is None
+    assert lake.run("status", SOURCE, "--json", "--all").json["schema_version"] is None
     lake.assert_valid()
 
     lake.ingest_ok(DAY1, DAY2)

@@ -229,9 +229,9 @@ def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, re
            run_id: str | None = None, log: Callable[[str], None] = print,
            progress: Callable[[int, int], None] | None = None, max_batches: int | None = None,
            from_archive: bool = False) -> IngestResult:
-    """Ingest the landing files of `days` (YYYY-MM-DD) into bronze, in batches bounded by the
-    source's max_files_per_run / max_bytes_per_run; `reprocess` re-reads committed files too;
-    `max_batches` stops after that many batches (a sensor's bounded run; the rest waits);
+    """Ingest the landing files of `days` (YYYY-MM-DD) into bronze, in batches (run_batches) bounded
+    by the source's max_files_per_run / max_bytes_per_batch; `reprocess` re-reads committed files too;
+    `max_batches` stops after that many runs' worth of files (a sensor's bounded run; the rest waits);
     `from_archive` reads the files clean_source moved under archive_to instead (with reprocess)."""
     layout = Layout(lake.warehouse, source.name)
     result = IngestResult(source.name, sorted(days))
@@ -244,7 +244,7 @@ def ingest(spark, lake: LakeConfig, source: SourceConfig, days: list[str], *, re
     _log_listing(lake, source, days, listed, wanted, result, log)
     run = _Run(spark, source, layout, ledger, this_owner(run_id), reads, result, log)
     done = 0
-    for batch in batches(wanted, source.max_files_per_run, source.max_bytes_per_run)[:max_batches]:
+    for batch in run_batches(wanted, source, max_batches):
         _run_batch(run, batch)
         done += len(batch)
         if progress:
@@ -347,6 +347,14 @@ def lineage_entries(spark, layout: Layout, source: SourceConfig, listed: dict[st
                          note if not others else f"{note}; rows of {len(by_batch)} batches: the next load "
                                                  f"replaces them", 1))
     return out
+
+
+def run_batches(planned: list, source: SourceConfig, max_batches: int | None = None) -> list[list]:
+    """The first `max_batches` runs' worth of files (max_files_per_run / max_bytes_per_run: what one
+    sensor run request takes), each cut into batches of at most max_bytes_per_batch that commit one
+    by one (Auto Loader's maxBytesPerTrigger): a run's memory is bounded by its batch, not its size."""
+    runs = batches(planned, source.max_files_per_run, source.max_bytes_per_run)[:max_batches]
+    return [b for run in runs for b in batches(run, source.max_files_per_run, source.max_bytes_per_batch)]
 
 
 def batches(planned: list, max_files: int, max_bytes: int) -> list[list]:

@@ -39,18 +39,34 @@ def day_range(start: str, end: str) -> list[str]:
     return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
 
-def source_status(spark, lake: LakeConfig, source: SourceConfig) -> dict:
-    """Counts summarised by the engine (the ledger is never collected), and the landed files the
-    ledger does not know at their ETag (pending: the ledger records files once claimed)."""
+STATUS_LOOKBACK_DAYS = 7   # `lake status` without --from/--to: the last 7 landing days up to today (UTC)
+
+
+def status_days(start: str | None, end: str | None, today: dt.date) -> list[str]:
+    """The landing days `lake status` reports: --from (default: STATUS_LOOKBACK_DAYS days before
+    the last) .. --to (default: today)."""
+    span = dt.timedelta(days=STATUS_LOOKBACK_DAYS - 1)
+    last = parse_day(end, "--to") if end else today
+    first = parse_day(start, "--from") if start else last - span
+    return day_range(first.isoformat(), last.isoformat())
+
+
+def source_status(spark, lake: LakeConfig, source: SourceConfig, days: list[str] | None = None) -> dict:
+    """Counts of the landing `days` (None: every day) summarised by the engine (the ledger is never
+    collected; with days, only those days' folders are listed and only their ledger rows read), and
+    the landed files the ledger does not know at their ETag (pending: the ledger records files once
+    claimed)."""
     layout = Layout(lake.warehouse, source.name)
     files: dict[str, int] = {}
     totals, last = {"records": 0, "malformed": 0, "rescued": 0}, None
-    listed, skipped, _, _ = listing(lake, source)
+    listed, skipped, _, _ = listing(lake, source, set(days) if days is not None else None)
     landed = [(f.uri, f.etag) for f, _ in listed]
     pending = len(landed)
     if tables.schema_or_none(spark, layout.ledger) is not None:
         try:
             ledger = tables.read(spark, layout.ledger)
+            if days is not None:   # the partition column: the engine reads only these days
+                ledger = ledger.where(F.col("landing_date").isin(days))
             files = {r["status"]: r["count"] for r in ledger.groupBy("status").count().collect()}
             committed = ledger.where(F.col("status") == COMMITTED)
             sums = committed.agg(*(F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in totals)).collect()[0]
@@ -65,6 +81,7 @@ def source_status(spark, lake: LakeConfig, source: SourceConfig) -> dict:
     last_row = last[0] if last else None
     return {
         "source": source.name,
+        "days": {"from": days[0], "to": days[-1]} if days is not None else "all",
         "files": {**files, "pending": pending, "skipped_not_data": skipped},
         "records": totals["records"],
         "malformed": totals["malformed"],

@@ -320,10 +320,31 @@ class DayAudit:
         return [v for v in self.verdicts if v.level == ERROR]
 
 
+def audit_entries(spark, ledger_uri: str, days: list[str], checks: ChecksConfig) -> dict[str, Entry]:
+    """The ledger rows audit reads: every day from `baseline_days` days before its first day to its
+    last (baseline() takes the last `baseline_days` earlier days with rows); only when that window
+    has fewer such days (gaps, a young lake) does the engine find the days with rows before it."""
+    if not days:
+        return {}
+    first, last = dt.date.fromisoformat(min(days)), dt.date.fromisoformat(max(days))
+    start = first - dt.timedelta(days=checks.baseline_days)
+    window = {(start + dt.timedelta(days=i)).isoformat() for i in range((last - start).days + 1)}
+    entries = Ledger(spark, ledger_uri, window).entries()
+    earlier_with_rows = {e.landing_date for e in entries.values()
+                         if e.status == COMMITTED and e.records and e.landing_date < min(days)}
+    if len(earlier_with_rows) >= checks.baseline_days or tables.schema_or_none(spark, ledger_uri) is None:
+        return entries
+    earlier = {r["landing_date"] for r in tables.read(spark, ledger_uri)
+               .where((F.col("landing_date") < min(days)) & (F.col("status") == COMMITTED) & (F.col("records") > 0))
+               .groupBy("landing_date").count().orderBy(F.col("landing_date").desc())
+               .limit(checks.baseline_days).collect()}
+    return entries if earlier <= window else Ledger(spark, ledger_uri, window | earlier).entries()
+
+
 def audit(spark, lake: LakeConfig, source: SourceConfig, days: list[str], batch_ids: list[str]) -> dict[str, DayAudit]:
     """Every check of every day, from the ledger, the bronze table and the schema log."""
     layout = Layout(lake.warehouse, source.name)
-    entries = Ledger(spark, layout.ledger).entries()
+    entries = audit_entries(spark, layout.ledger, days, source.checks)
     facts = day_facts(entries, days, batch_ids)
     rescued = rescued_by_day(spark, layout, source.rescued_data_column, days)
     drifts = drift_by_day(layout, facts)
