@@ -450,3 +450,15 @@ def kill_after(proc: subprocess.Popen, delay: float) -> int:
         os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     return proc.returncode
+
+
+def assert_exactly_once(lake: "Lake", rows: dict, bad: dict, context: str) -> None:
+    """Each landed record is in bronze (or quarantine) exactly once and every file is committed in the ledger."""
+    got = lake.bronze_rows()
+    keys = [(u, n) for u, n, *_ in got]
+    assert len(keys) == len(set(keys)), f"{context}: duplicate bronze rows"
+    assert {(u, n): (e, v, d) for u, n, e, v, d, _ in got} == rows, f"{context}: bronze rows differ"
+    assert {(u, n): raw for u, n, raw, _ in lake.quarantine_rows()} == bad, f"{context}: quarantine differs"
+    ledger = {e["uri"]: e for e in lake.ledger()}
+    assert set(ledger) == {u for u, _ in rows} | {u for u, _ in bad}, f"{context}: ledger files differ"
+    assert all(e["status"] == "committed" for e in ledger.values()), f"{context}: {ledger}"

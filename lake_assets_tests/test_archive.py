@@ -7,18 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from lake_assets_tests.scenario_helpers import DAY1, SOURCE, Lake
-
-
-def _exactly_once(lake: Lake, rows: dict, bad: dict, context: str) -> None:
-    got = lake.bronze_rows()
-    keys = [(u, n) for u, n, *_ in got]
-    assert len(keys) == len(set(keys)), f"{context}: duplicate bronze rows"
-    assert {(u, n): (e, v, d) for u, n, e, v, d, _ in got} == rows, f"{context}: bronze rows differ"
-    assert {(u, n): raw for u, n, raw, _ in lake.quarantine_rows()} == bad, f"{context}: quarantine differs"
-    ledger = {e["uri"]: e for e in lake.ledger()}
-    assert set(ledger) == {u for u, _ in rows} | {u for u, _ in bad}
-    assert all(e["status"] == "committed" for e in ledger.values())
+from lake_assets_tests.scenario_helpers import DAY1, SOURCE, Lake, assert_exactly_once
 
 
 def test_move_after_commit_survives_a_crash_and_reprocess_reads_the_archive(tmp_path):
@@ -30,23 +19,23 @@ def test_move_after_commit_survives_a_crash_and_reprocess_reads_the_archive(tmp_
     crashed = lake.ingest(DAY1, LAKE_CRASH_AT="committed")  # after the ledger commit, before the move
     assert crashed.returncode == -9, str(crashed)
     assert lake.landed_files() == landed
-    _exactly_once(lake, rows, bad, "crash between commit and move")
+    assert_exactly_once(lake, rows, bad, "crash between commit and move")
 
     rerun = lake.ingest_ok(DAY1)  # nothing to ingest again; the files move now
     assert rerun.json["records"] == 0 and lake.landed_files() == []
     archived = sorted((tmp_path / "land" / "archive").rglob("*.json*"))
     assert [p.relative_to(tmp_path / "land" / "archive").as_posix() for p in archived] == [
         p.relative_to(tmp_path / "land" / SOURCE).as_posix() for p in landed]
-    _exactly_once(lake, rows, bad, "after the move")
+    assert_exactly_once(lake, rows, bad, "after the move")
 
     again = lake.run("reprocess", SOURCE, "--from", DAY1, "--to", DAY1, "--from-archive")
     assert again.returncode == 0 and again.json["records"] == len(rows), str(again)
-    _exactly_once(lake, rows, bad, "reprocess from the archive")
+    assert_exactly_once(lake, rows, bad, "reprocess from the archive")
     assert sorted((tmp_path / "land" / "archive").rglob("*.json*")) == archived  # read in place, not moved back
 
     plain = lake.run("reprocess", SOURCE, "--from", DAY1, "--to", DAY1)  # the landing is empty now
     assert plain.returncode == 0 and plain.json["records"] == 0
-    _exactly_once(lake, rows, bad, "reprocess of an empty landing")
+    assert_exactly_once(lake, rows, bad, "reprocess of an empty landing")
     lake.assert_valid()
 
 
@@ -58,7 +47,7 @@ def test_delete_after_the_retention(tmp_path, retention, gone):
     landed = lake.landed_files()
     lake.ingest_ok(DAY1)
     assert lake.landed_files() == ([] if gone else landed)
-    _exactly_once(lake, rows, bad, f"delete, retention {retention} h")
+    assert_exactly_once(lake, rows, bad, f"delete, retention {retention} h")
 
 
 def test_config_needs_archive_to_outside_the_source_path():

@@ -5,18 +5,7 @@ reprocess --from-archive` still reads them in place and replaces their rows."""
 
 from __future__ import annotations
 
-from lake_assets_tests.scenario_helpers import DAY1, SOURCE, Lake
-
-
-def _exactly_once(lake: Lake, rows: dict, bad: dict, context: str) -> None:
-    got = lake.bronze_rows()
-    keys = [(u, n) for u, n, *_ in got]
-    assert len(keys) == len(set(keys)), f"{context}: duplicate bronze rows"
-    assert {(u, n): (e, v, d) for u, n, e, v, d, _ in got} == rows, f"{context}: bronze rows differ"
-    assert {(u, n): raw for u, n, raw, _ in lake.quarantine_rows()} == bad, f"{context}: quarantine differs"
-    ledger = {e["uri"]: e for e in lake.ledger()}
-    assert set(ledger) == {u for u, _ in rows} | {u for u, _ in bad}, f"{context}: ledger files differ"
-    assert all(e["status"] == "committed" for e in ledger.values()), f"{context}: {ledger}"
+from lake_assets_tests.scenario_helpers import DAY1, SOURCE, Lake, assert_exactly_once
 
 
 def test_a_rebuilt_ledger_knows_archived_files_and_reprocess_from_archive_still_works(tmp_path):
@@ -36,7 +25,7 @@ def test_a_rebuilt_ledger_knows_archived_files_and_reprocess_from_archive_still_
 
     rebuilt = lake.run("repair", SOURCE, "--rebuild-ledger")
     assert rebuilt.returncode == 0, str(rebuilt)
-    _exactly_once(lake, rows, bad, "rebuilt ledger")
+    assert_exactly_once(lake, rows, bad, "rebuilt ledger")
     after = {e["uri"]: e for e in lake.ledger()}
     assert {u: (e["etag"], e["size"], e["records"], e["malformed"], e["landing_date"]) for u, e in after.items()} == {
         u: (e["etag"], e["size"], e["records"], e["malformed"], e["landing_date"]) for u, e in before.items()}
@@ -45,11 +34,11 @@ def test_a_rebuilt_ledger_knows_archived_files_and_reprocess_from_archive_still_
     versions = lake.versions()
     again = lake.ingest_ok(DAY1)
     assert again.json["records"] == 0 and lake.versions() == versions, "an archived file was loaded again"
-    _exactly_once(lake, rows, bad, "run after the rebuild")
+    assert_exactly_once(lake, rows, bad, "run after the rebuild")
 
     reprocessed = lake.run("reprocess", SOURCE, "--from", DAY1, "--to", DAY1, "--from-archive")
     assert reprocessed.returncode == 0 and reprocessed.json["records"] == len(rows), str(reprocessed)
-    _exactly_once(lake, rows, bad, "reprocess from the archive after the rebuild")
+    assert_exactly_once(lake, rows, bad, "reprocess from the archive after the rebuild")
     assert sorted(archive.rglob("*.json*")) == archived  # read in place
     lake.assert_valid()
 
@@ -63,9 +52,9 @@ def test_a_crash_between_commit_and_move_then_a_rebuilt_ledger_moves_once_and_lo
     assert crashed.returncode == -9, str(crashed)
     rebuilt = lake.run("repair", SOURCE, "--rebuild-ledger")
     assert rebuilt.returncode == 0, str(rebuilt)
-    _exactly_once(lake, rows, bad, "rebuilt ledger, files still in the landing")
+    assert_exactly_once(lake, rows, bad, "rebuilt ledger, files still in the landing")
     rerun = lake.ingest_ok(DAY1)
     assert rerun.json["records"] == 0 and lake.landed_files() == []  # moved now, not loaded again
     assert len(list((tmp_path / "land" / "archive").rglob("*.json*"))) == len(landed)
-    _exactly_once(lake, rows, bad, "after the move")
+    assert_exactly_once(lake, rows, bad, "after the move")
     lake.assert_valid()
