@@ -41,6 +41,7 @@ class Cursor:
     known: dict[str, dict[str, str]] = field(default_factory=dict)  # day -> {key digest: etag digest}
     last_sweep: float | None = None                         # epoch seconds
     pending_deletes: list[str] = field(default_factory=list)  # SQS receipt handles to delete next tick
+    early: dict[str, dict[str, str]] = field(default_factory=dict)  # as `known`, for days after today
 
     def dumps(self) -> str:
         return json.dumps(self.__dict__, separators=(",", ":"))
@@ -105,6 +106,7 @@ class Discovery:
     cursor: Cursor
     swept: bool
     listed: int
+    early: dict[str, list[storage.FileInfo]] = field(default_factory=dict)  # new in folders dated after today
 
 
 def discover(prefix: str, cursor: Cursor, now: dt.datetime, *, lookback_days: int = 2,
@@ -129,26 +131,27 @@ def discover(prefix: str, cursor: Cursor, now: dt.datetime, *, lookback_days: in
                  if selects is None or selects(f.uri)]
 
     new: dict[str, list[storage.FileInfo]] = {}
+    early: dict[str, list[storage.FileInfo]] = {}
     known: dict[str, dict[str, str]] = {day: dict(keys) for day, keys in cursor.known.items() if day in window}
+    # A file dated after today has no partition yet: it is reported early once and new on the tick its
+    # day has started, so `known` holds only files that could be requested.
+    ahead = {day: dict(keys) for day, keys in cursor.early.items() if day > today.isoformat()}
     done = ingested() if sweep and ingested else {}
     for f in files:
         day = landing_date(f.uri[len(prefix):], f.last_modified).isoformat()
         key, etag = _digest(f.uri), _digest(f.etag)
-        remembered = known.get(day, {}).get(key) if day in known else None
-        if sweep:
-            is_new = done.get(f.uri) != f.etag and remembered != etag
-        else:
-            is_new = remembered != etag
-        if is_new:
-            new.setdefault(day, []).append(f)
-        if day in window or day > today.isoformat():
-            known.setdefault(day, {})[key] = etag
+        seen = ahead if day > today.isoformat() else known
+        remembered = seen.get(day, {}).get(key)
+        if remembered != etag and (seen is ahead or not sweep or done.get(f.uri) != f.etag):
+            (early if seen is ahead else new).setdefault(day, []).append(f)
+        if day in window or seen is ahead:
+            seen.setdefault(day, {})[key] = etag
     out = Cursor(layout if layout else None, known, now.timestamp() if sweep else cursor.last_sweep,
-                 cursor.pending_deletes)
+                 cursor.pending_deletes, ahead)
     if sweep and layout is None:
         out.last_sweep = None  # no date layout: every tick is a full listing
         out.layout = None
-    return Discovery(new, out, sweep, len(files))
+    return Discovery(new, out, sweep, len(files), early)
 
 
 def run_key(source: str, day: str, files: list[storage.FileInfo]) -> str:
