@@ -87,17 +87,41 @@ def list_days(prefix: str, days: set[str]) -> tuple[list[storage.FileInfo], bool
     layout = detect_layout(prefix, head)
     if len(head) < HEAD_KEYS:
         return head, layout is not None
-    # ':' sorts right after '9': the first key past every date folder, if any, must follow the layout too.
-    tail = [] if layout is None else \
-        list(itertools.islice(storage.list_files(prefix, start_after=storage.join(prefix, layout[0] + ":")), 1))
-    if layout is None or (tail and detect_layout(prefix, tail) != layout):
-        return head + list(storage.list_files(prefix, start_after=head[-1].uri)), False
-    files = []
-    for day in sorted(days):
-        folder = storage.join(prefix, layout[0] + dt.date.fromisoformat(day).strftime(layout[1]))
-        if storage.is_s3(folder) or storage.exists(folder):
-            files += storage.list_files(folder)
-    return files, True
+    if layout is not None:
+        files, tail = _day_folders(prefix, layout, days)
+        if tail is None:   # not seen on the way: the first key past every date folder (':' sorts after '9')
+            tail = list(itertools.islice(storage.list_files(prefix, start_after=_past_dates(prefix, layout)), 1))
+        if not tail or detect_layout(prefix, tail) == layout:
+            return files, True
+    return head + list(storage.list_files(prefix, start_after=head[-1].uri)), False
+
+
+def _past_dates(prefix: str, layout: list[str]) -> str:
+    return storage.join(prefix, layout[0] + ":")
+
+
+def _day_folders(prefix: str, layout: list[str], days: set[str]
+                 ) -> tuple[list[storage.FileInfo], list[storage.FileInfo] | None]:
+    """The files in the folders of `days`, one ranged listing per run of consecutive days (StartAfter
+    the run's first folder, stopping past its last), and the first key past every date folder when the
+    last listing ran into it ([] when nothing follows; None when it stopped at a later date folder)."""
+    runs: list[list[dt.date]] = []
+    for day in sorted(dt.date.fromisoformat(d) for d in days):
+        if runs and day - runs[-1][-1] == dt.timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    past, files, tail = _past_dates(prefix, layout), [], None
+    for run in runs:
+        folders = tuple(storage.join(prefix, layout[0] + d.strftime(layout[1])) + "/" for d in run)
+        tail = []
+        for f in storage.list_files(prefix, start_after=folders[0][:-1]):
+            if f.uri.startswith(folders):
+                files.append(f)
+            elif f.uri > folders[-1]:
+                tail = [f] if f.uri > past else None
+                break
+    return files, tail
 
 
 @dataclass
