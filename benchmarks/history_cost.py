@@ -1,23 +1,30 @@
 """What one small run costs against the history already ingested.
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/history_cost.py --history 0,10000,100000
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/history_cost.py --history 0,10000,100000 \
+        --code before=<checkout> --code after=$PWD [--storage local] [--count]
 
-Against one local S3 server (moto) holding landing and warehouse, the history grows in steps
-(0, then 10k, then 100k files of one record each, --per-day files per day folder
-`events/YYYY/MM/DD/`) and after each step it times, --repeat times on a fresh day each:
+Against one local S3 server (moto) holding landing and warehouse, or (--storage local) local
+folders, the history grows in steps (0, then 10k, then 100k files of one record each, --per-day
+files per day folder `events/YYYY/MM/DD/`) and after each step it times, --repeat times on a
+fresh day each (medians):
 
   new file   `ingest` of 1 new file on a new day (what a sensor's run does)
   no-op      the same day again (nothing to ingest)
   status     `lake status` (source_status) of its default window, the 7 landing days up to the
-             last run's (per-day listing and ledger rows; code without status_days: every day)
+             run's (code without status_days: every day)
 
-The history is built directly rather than ingested file by file: the landing objects are PUT,
+moto answers every list request by filtering and sorting every key of the bucket (S3 answers in
+proportion to the keys it returns), so on moto a listing grows with the history however few keys
+it returns: each step prints what one request costs, and --count counts the requests of one more
+run of each kind (moto's request recorder): landing listings and the ledger's and bronze's Delta
+log and data reads. Local folders show the code's own scaling without that.
+
+The history is built directly rather than ingested file by file: the landing objects are written,
 and each history day gets one ledger commit (committed rows with the objects' ETags) and one
 bronze commit (the file's row with its lineage columns), written with delta-rs into the tables
-a first real ingest created. That is what a run reads: the listing, the ledger, bronze's
-partitions. (Real history has more, smaller commits; Delta checkpoints bound what that adds.)
-Which code runs is whatever `lake_assets` imports (PYTHONPATH): run it once on main's checkout
-and once on this one for before -> after.
+a first real ingest created, then a checkpoint (--no-checkpoint: none; see write_history_tables).
+That is what a run reads: the listing, the ledger, bronze's partitions. Which code runs is
+whatever `lake_assets` imports (PYTHONPATH of each --code checkout), in the same run.
 """
 
 from __future__ import annotations
@@ -142,7 +149,7 @@ def _table_of(path: str) -> str | None:
     return None
 
 
-def write_history_tables(lake, etags: dict[int, str], per_day: int) -> None:
+def write_history_tables(lake, etags: dict[int, str], per_day: int, checkpoint: bool = True) -> None:
     """One ledger commit and one bronze commit per history day, in the tables' own schemas."""
     import pyarrow as pa
     from deltalake import DeltaTable, write_deltalake
@@ -177,6 +184,11 @@ def write_history_tables(lake, etags: dict[int, str], per_day: int) -> None:
         write_deltalake(bronze_uri, pa.table({f.name: pa.array(rows[f.name], f.type) for f in bronze_schema},
                                              schema=bronze_schema), mode="append",
                         storage_options=storage_options(bronze_uri))
+    if checkpoint and by_day:
+        # Sail checkpoints every 10th commit it makes (delta-rs every 100th): a real history leaves at
+        # most 9 commits to replay; these delta-rs appends would leave up to 99.
+        for uri in (ledger_uri, bronze_uri):
+            DeltaTable(uri, storage_options=storage_options(uri)).create_checkpoint()
 
 
 def land(lake, day: dt.date, name: str) -> None:
@@ -216,7 +228,7 @@ def child(args) -> None:
         ingest(spark, lake, source, [first.isoformat()], log=quiet)
     with open(args.etags) as f:
         etags = {int(n): e for n, e in json.load(f).items()}
-    write_history_tables(lake, etags, args.per_day)
+    write_history_tables(lake, etags, args.per_day, checkpoint=not args.no_checkpoint)
     def runs(day: dt.date, name: str):
         # `lake status`'s default: the 7 landing days up to the run's (older code: every day)
         days = status_days(None, day.isoformat(), day) if status_days else None
@@ -252,6 +264,9 @@ def main() -> None:
                              "scaling, without moto's listing, which costs O(keys in the bucket) per request)")
     parser.add_argument("--count", action="store_true",
                         help="moto: also count the requests of one more run of each kind (untimed)")
+    parser.add_argument("--no-checkpoint", action="store_true",
+                        help="leave the history's commits without a checkpoint after them (delta-rs writes one "
+                             "every 100 commits; Sail every 10)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--landing", "--warehouse", "--etags"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
@@ -296,7 +311,8 @@ def main() -> None:
                     [sys.executable, __file__, "--child", "--landing", landing,
                      "--warehouse", warehouses[name], "--etags", str(Path(tmp, "etags.json")),
                      "--per-day", str(args.per_day), "--repeat", str(args.repeat), "--stop", str(size),
-                     "--run-day", run_day.isoformat(), *(["--count"] if args.count and args.storage == "moto" else [])],
+                     "--run-day", run_day.isoformat(), *(["--count"] if args.count and args.storage == "moto" else []),
+                     *(["--no-checkpoint"] if args.no_checkpoint else [])],
                     env={**env, "PYTHONPATH": checkout}, capture_output=True, text=True, check=False)
                 line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
                 if not line:
