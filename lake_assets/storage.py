@@ -130,12 +130,29 @@ def list_files(prefix_uri: str, start_after: str | None = None) -> Iterator[File
     root = _local_path(prefix_uri)
     if not root.exists():
         raise StorageError(f"landing folder {root} does not exist: create it or fix the path in the lake config")
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        if start_after and str(path) <= start_after:
-            continue
-        st = path.stat()
-        yield FileInfo(str(path), st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}",
+    for path, st in _walk(str(root), start_after or ""):
+        yield FileInfo(path, st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}",
                        dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc))
+
+
+def _walk(folder: str, start_after: str) -> Iterator[tuple[str, os.stat_result]]:
+    """The files under `folder` after `start_after`, lazily and in the order of their path strings (as
+    S3 orders keys): a folder sorts as its name + "/", and one wholly before `start_after` is not entered,
+    so a listing costs what it returns, not the whole tree."""
+    entries = []
+    with os.scandir(folder) as it:
+        for e in it:
+            if e.is_dir(follow_symlinks=False):   # as rglob: a linked folder is not entered
+                entries.append((e.name + "/", e.path))
+            elif e.is_file() and not e.name.startswith("."):
+                entries.append((e.name, e.path))
+    for name, path in sorted(entries):
+        if name.endswith("/"):
+            if path + "/" < start_after and not start_after.startswith(path + "/"):
+                continue
+            yield from _walk(path, start_after)
+        elif path > start_after:
+            yield path, os.stat(path)
 
 
 def read_bytes(uri: str, etag: str | None = None) -> bytes:

@@ -178,7 +178,7 @@ def test_cursor_loads(text, cursor):
 
 def test_cursor_dumps_is_compact_json():
     assert Cursor(["", "%Y/%m/%d"], {"2026-11-20": {"k": "e"}}, 1.5, []).dumps() == \
-        '{"layout":["","%Y/%m/%d"],"known":{"2026-11-20":{"k":"e"}},"last_sweep":1.5,"pending_deletes":[]}'
+        '{"layout":["","%Y/%m/%d"],"known":{"2026-11-20":{"k":"e"}},"last_sweep":1.5,"pending_deletes":[],"early":{}}'
 
 
 # ---------------------------------------------------------------- discovery.discover
@@ -206,8 +206,8 @@ DISCOVER_ROWS = {
                          ["2026-11-19", "2026-11-20"]),
     "a rewritten file": (["2026/11/20/t.json"], 1, False, {"2026-11-20": ["t.json"]}, False,
                          ["2026-11-19", "2026-11-20"]),
-    "a future folder": (["2026/11/23/f.json"], 1, False, {"2026-11-23": ["f.json"]}, False,
-                        ["2026-11-19", "2026-11-20", "2026-11-23"]),
+    # reported early instead (no partition yet; test_discover_reports_a_future_dated_file_once_…)
+    "a future folder": (["2026/11/23/f.json"], 1, False, {}, False, ["2026-11-19", "2026-11-20"]),
     "not data (selects)": (["2026/11/20/c.tmp"], 1, False, {}, False, ["2026-11-19", "2026-11-20"]),
     "late file, old folder, no sweep yet": (["2026/11/10/late.json"], 11, False, {}, False,
                                             ["2026-11-19", "2026-11-20"]),
@@ -244,6 +244,28 @@ def test_discover(tmp_path, between, hours, ledger_knows, new, swept, known_days
     assert second.swept is swept
     assert sorted(second.cursor.known) == known_days
     assert second.cursor.last_sweep == (NOW + dt.timedelta(hours=hours) if swept else NOW).timestamp()
+
+
+def test_discover_reports_a_future_dated_file_once_and_when_its_day_comes(tmp_path):
+    """A file in a folder dated after today (a producer ahead of UTC) cannot run yet (no partition):
+    it is reported early once, then new once on the tick its day has started, never again."""
+    root, prefix = tmp_path / "src", str(tmp_path / "src")
+    for key in FIRST:
+        _land(root, key)
+    cursor = discover(prefix, Cursor(), NOW, lookback_days=2).cursor
+    committed = {f.uri: f.etag for f in storage.list_files(prefix)}   # the ledger has the first files
+    _land(root, "2026/11/22/ahead.json")
+    ticks = [NOW + dt.timedelta(minutes=m) for m in (1, 2, 3)]          # three ticks on 11-20
+    ticks += [NOW + dt.timedelta(hours=25), NOW + dt.timedelta(hours=26)]  # 11-21: a sweep, then a tick
+    ticks += [NOW + dt.timedelta(hours=37), NOW + dt.timedelta(hours=38)]  # 11-22 has started
+    seen = []
+    for now in ticks:
+        found = discover(prefix, cursor, now, lookback_days=2, ingested=lambda: committed)
+        cursor = Cursor.loads(found.cursor.dumps())
+        seen.append(({d: [f.uri.rsplit("/", 1)[1] for f in fs] for d, fs in found.new.items()},
+                     {d: [f.uri.rsplit("/", 1)[1] for f in fs] for d, fs in found.early.items()}))
+    ahead = {"2026-11-22": ["ahead.json"]}
+    assert seen == [({}, ahead), ({}, {}), ({}, {}), ({}, {}), ({}, {}), (ahead, {}), ({}, {})]
 
 
 def test_discover_without_a_date_layout_sweeps_every_tick(tmp_path):

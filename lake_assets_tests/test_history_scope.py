@@ -38,6 +38,57 @@ def test_a_run_lists_only_its_days_folders_when_keys_carry_dates(buckets, monkey
     assert not dated and sorted(f.uri for f in files) == sorted([stray, *sum(days.values(), [])])
 
 
+class ListRequests:
+    """Counts the ListObjectsV2 requests this thread's S3 client sends."""
+
+    def __enter__(self):
+        self.count = 0
+        storage.s3_client().meta.events.register("before-call.s3.ListObjectsV2", self._seen)
+        return self
+
+    def _seen(self, **kwargs):
+        self.count += 1
+
+    def __exit__(self, *exc):
+        storage.s3_client().meta.events.unregister("before-call.s3.ListObjectsV2", self._seen)
+
+
+def test_days_are_listed_in_ranges_with_the_fewest_requests(buckets, monkeypatch):
+    """The first page, then one ranged listing per run of consecutive days; the key past the date folders
+    is probed only when the last range stopped at a later date folder (`lake status`'s last 7 days and a
+    sensor's run for today need 2 requests, however many days)."""
+    landing, _ = buckets
+    monkeypatch.setattr(discovery, "HEAD_KEYS", 3)
+    days = {f"2026-01-{d:02d}": [put(landing, f"src/2026/01/{d:02d}/f{i}.json") for i in range(2)]
+            for d in (1, 2, 3, 4, 5, 9)}
+    put(landing, "src/2026/01/03x/not-a-day.json")   # between date folders, outside the layout: not listed
+    cases = [({"2026-01-09"}, 2), ({"2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08", "2026-01-09"}, 2),
+             ({"2026-01-02"}, 3), ({"2026-01-02", "2026-01-03", "2026-01-04"}, 3),
+             ({"2026-01-01", "2026-01-04", "2026-01-09"}, 4), ({"2026-01-07"}, 3)]
+    for wanted, requests in cases:
+        with ListRequests() as calls:
+            files, dated = discovery.list_days(f"{landing}/src", wanted)
+        assert dated and sorted(f.uri for f in files) == sorted(u for d in wanted for u in days.get(d, [])), wanted
+        assert calls.count == requests, wanted
+
+    stray = put(landing, "src/zz-manifest.json")   # past the date folders, seen by the last range itself
+    with ListRequests() as calls:
+        files, dated = discovery.list_days(f"{landing}/src", {"2026-01-09"})
+    assert not dated and stray in {f.uri for f in files} and len(files) == 14
+
+
+def test_a_local_listing_is_in_key_order_and_starts_after(tmp_path):
+    """Local folders list as S3 orders keys (a folder sorts as its name + '/'), and StartAfter skips
+    what sorts before it without entering those folders."""
+    for key in ["a/1", "a-b/2", "a/x/3", "z", ".hidden", "a/.hidden"]:
+        storage.write_bytes(str(tmp_path / key), b"x")
+    listed = lambda after=None: [f.uri[len(str(tmp_path)) + 1:] for f in storage.list_files(str(tmp_path), after)]  # noqa: E731
+    assert listed() == ["a-b/2", "a/1", "a/x/3", "z"] == sorted(listed())
+    assert listed(str(tmp_path / "a-b/2")) == ["a/1", "a/x/3", "z"]
+    assert listed(str(tmp_path / "a/1")) == ["a/x/3", "z"]
+    assert listed(str(tmp_path / "a:")) == ["z"]
+
+
 def test_a_small_or_undated_prefix_is_listed_whole(buckets):
     landing, _ = buckets
     dated_uris = [put(landing, f"src/2026/01/0{d}/f.json") for d in (1, 2)]

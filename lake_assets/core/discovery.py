@@ -41,6 +41,7 @@ class Cursor:
     known: dict[str, dict[str, str]] = field(default_factory=dict)  # day -> {key digest: etag digest}
     last_sweep: float | None = None                         # epoch seconds
     pending_deletes: list[str] = field(default_factory=list)  # SQS receipt handles to delete next tick
+    early: dict[str, dict[str, str]] = field(default_factory=dict)  # as `known`, for days after today
 
     def dumps(self) -> str:
         return json.dumps(self.__dict__, separators=(",", ":"))
@@ -86,17 +87,41 @@ def list_days(prefix: str, days: set[str]) -> tuple[list[storage.FileInfo], bool
     layout = detect_layout(prefix, head)
     if len(head) < HEAD_KEYS:
         return head, layout is not None
-    # ':' sorts right after '9': the first key past every date folder, if any, must follow the layout too.
-    tail = [] if layout is None else \
-        list(itertools.islice(storage.list_files(prefix, start_after=storage.join(prefix, layout[0] + ":")), 1))
-    if layout is None or (tail and detect_layout(prefix, tail) != layout):
-        return head + list(storage.list_files(prefix, start_after=head[-1].uri)), False
-    files = []
-    for day in sorted(days):
-        folder = storage.join(prefix, layout[0] + dt.date.fromisoformat(day).strftime(layout[1]))
-        if storage.is_s3(folder) or storage.exists(folder):
-            files += storage.list_files(folder)
-    return files, True
+    if layout is not None:
+        files, tail = _day_folders(prefix, layout, days)
+        if tail is None:   # not seen on the way: the first key past every date folder (':' sorts after '9')
+            tail = list(itertools.islice(storage.list_files(prefix, start_after=_past_dates(prefix, layout)), 1))
+        if not tail or detect_layout(prefix, tail) == layout:
+            return files, True
+    return head + list(storage.list_files(prefix, start_after=head[-1].uri)), False
+
+
+def _past_dates(prefix: str, layout: list[str]) -> str:
+    return storage.join(prefix, layout[0] + ":")
+
+
+def _day_folders(prefix: str, layout: list[str], days: set[str]
+                 ) -> tuple[list[storage.FileInfo], list[storage.FileInfo] | None]:
+    """The files in the folders of `days`, one ranged listing per run of consecutive days (StartAfter
+    the run's first folder, stopping past its last), and the first key past every date folder when the
+    last listing ran into it ([] when nothing follows; None when it stopped at a later date folder)."""
+    runs: list[list[dt.date]] = []
+    for day in sorted(dt.date.fromisoformat(d) for d in days):
+        if runs and day - runs[-1][-1] == dt.timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    past, files, tail = _past_dates(prefix, layout), [], None
+    for run in runs:
+        folders = tuple(storage.join(prefix, layout[0] + d.strftime(layout[1])) + "/" for d in run)
+        tail = []
+        for f in storage.list_files(prefix, start_after=folders[0][:-1]):
+            if f.uri.startswith(folders):
+                files.append(f)
+            elif f.uri > folders[-1]:
+                tail = [f] if f.uri > past else None
+                break
+    return files, tail
 
 
 @dataclass
@@ -105,6 +130,7 @@ class Discovery:
     cursor: Cursor
     swept: bool
     listed: int
+    early: dict[str, list[storage.FileInfo]] = field(default_factory=dict)  # new in folders dated after today
 
 
 def discover(prefix: str, cursor: Cursor, now: dt.datetime, *, lookback_days: int = 2,
@@ -129,26 +155,27 @@ def discover(prefix: str, cursor: Cursor, now: dt.datetime, *, lookback_days: in
                  if selects is None or selects(f.uri)]
 
     new: dict[str, list[storage.FileInfo]] = {}
+    early: dict[str, list[storage.FileInfo]] = {}
     known: dict[str, dict[str, str]] = {day: dict(keys) for day, keys in cursor.known.items() if day in window}
+    # A file dated after today has no partition yet: it is reported early once and new on the tick its
+    # day has started, so `known` holds only files that could be requested.
+    ahead = {day: dict(keys) for day, keys in cursor.early.items() if day > today.isoformat()}
     done = ingested() if sweep and ingested else {}
     for f in files:
         day = landing_date(f.uri[len(prefix):], f.last_modified).isoformat()
         key, etag = _digest(f.uri), _digest(f.etag)
-        remembered = known.get(day, {}).get(key) if day in known else None
-        if sweep:
-            is_new = done.get(f.uri) != f.etag and remembered != etag
-        else:
-            is_new = remembered != etag
-        if is_new:
-            new.setdefault(day, []).append(f)
-        if day in window or day > today.isoformat():
-            known.setdefault(day, {})[key] = etag
+        seen = ahead if day > today.isoformat() else known
+        remembered = seen.get(day, {}).get(key)
+        if remembered != etag and (seen is ahead or not sweep or done.get(f.uri) != f.etag):
+            (early if seen is ahead else new).setdefault(day, []).append(f)
+        if day in window or seen is ahead:
+            seen.setdefault(day, {})[key] = etag
     out = Cursor(layout if layout else None, known, now.timestamp() if sweep else cursor.last_sweep,
-                 cursor.pending_deletes)
+                 cursor.pending_deletes, ahead)
     if sweep and layout is None:
         out.last_sweep = None  # no date layout: every tick is a full listing
         out.layout = None
-    return Discovery(new, out, sweep, len(files))
+    return Discovery(new, out, sweep, len(files), early)
 
 
 def run_key(source: str, day: str, files: list[storage.FileInfo]) -> str:

@@ -67,18 +67,22 @@ def source_status(spark, lake: LakeConfig, source: SourceConfig, days: list[str]
             ledger = tables.read(spark, layout.ledger)
             if days is not None:   # the partition column: the engine reads only these days
                 ledger = ledger.where(F.col("landing_date").isin(days))
-            files = {r["status"]: r["count"] for r in ledger.groupBy("status").count().collect()}
-            committed = ledger.where(F.col("status") == COMMITTED)
-            sums = committed.agg(*(F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in totals)).collect()[0]
-            totals = {c: sums[c] for c in totals}
-            last = committed.orderBy(F.col("committed_at").desc()).select("batch_id", "committed_at").limit(1).collect()
+            # one pass over the ledger's days: counts by status, and the committed files' sums and last commit
+            rows = ledger.groupBy("status").agg(
+                F.count(F.lit(1)).alias("files"), *(F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in totals),
+                F.max_by("batch_id", "committed_at").alias("batch_id"), F.max("committed_at").alias("committed_at"),
+            ).collect()
+            files = {r["status"]: r["files"] for r in rows}
+            last = next((r for r in rows if r["status"] == COMMITTED), None)
+            if last is not None:
+                totals = {c: last[c] for c in totals}
             pending = spark.createDataFrame(landed, "uri string, etag string") \
                 .join(ledger.select("uri", "etag"), ["uri", "etag"], "left_anti").count() if landed else 0
         except Exception as exc:  # noqa: BLE001 - any engine error reading it means the same
             raise LedgerUnreadable.of(layout.ledger, exc, source.name) from exc
     schema = SchemaLog(layout.schemas)
     current = schema.current()
-    last_row = last[0] if last else None
+    last_row = last if last is not None and last["committed_at"] is not None else None
     return {
         "source": source.name,
         "days": {"from": days[0], "to": days[-1]} if days is not None else "all",

@@ -111,6 +111,8 @@ def bronze_sensor(lake: LakeConfig, source: SourceConfig):
             cursor.pending_deletes = pending
             for day, files in result.new.items():
                 found.setdefault(day, []).extend(files)
+            for day, files in sorted(result.early.items()):
+                context.log.info(f"{len(files)} new file(s) dated {day}, after today: requested once that day starts")
             context.log.info(f"listed {result.listed} object(s){' (sweep)' if result.swept else ''}")
         first, last = src.start_date.isoformat(), now.date().isoformat()
         requests = []
