@@ -258,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schema)
     p = sub.add_parser("promote", help="make a rescued field a column and move its historic values into it")
     p.add_argument("source")
-    p.add_argument("path", help="field path, e.g. device.fw.patch")
+    p.add_argument("path", help="field path as in the rescued data, e.g. device.fw.patch, meta.`CodePipeline.job` "
+                                "(a name holding a dot backtick-quoted)")
     p.add_argument("--type", help="column type (Spark DDL, e.g. BIGINT); default: inferred from the rescued values")
     p.set_defaults(func=cmd_promote)
     sub.add_parser("demo", help="run the demo into ./.lake/demo: demo data, the whole pipeline, a summary") \

@@ -70,13 +70,9 @@ def test_on_s3_files_move_to_the_archive_and_reprocess_reads_them_there(tmp_path
     from lake_assets.core.delta_meta import storage_options
     from lake_assets.core.layout import Layout
     from lake_assets.engine import spark_session
-    from lake_assets_tests.scenario_helpers import write_config
-
     landing, warehouse = buckets
-    path = write_config(tmp_path / "lake.yaml", landing, warehouse, f"""
-        events: {{path: events/, start_date: {DAY1}, clean_source: move, archive_to: "{warehouse}/archive/events",
-                  clean_source_retention_hours: 0}}
-    """)
+    path = str(Lake(tmp_path, warehouse, landing=landing, source="events", clean_source="move",
+                    archive_to=f"{warehouse}/archive/events", clean_source_retention_hours=0).config)
     client = local_s3.client()
     keys = [f"events/2026/01/01/part-{i}.json" for i in range(3)]
     for i, key in enumerate(keys):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lake_assets_tests.scenario_helpers import write_config
+from lake_assets_tests.scenario_helpers import Lake
 
 ROOT = Path(__file__).parent.parent
 DAY = "2026-01-05"
@@ -85,9 +85,7 @@ def _assert_one_line(results: dict, *expected: str) -> None:
 @pytest.fixture
 def s3_config(tmp_path, buckets):
     landing, warehouse = buckets
-    return write_config(tmp_path / "lake.yaml", landing, warehouse, """
-        telemetry: {path: telemetry/, start_date: 2026-01-01}
-    """)
+    return str(Lake(tmp_path, warehouse, landing=landing).config)
 
 
 def test_dead_endpoint_is_one_line_and_exit_2_for_every_command(tmp_path, s3_config, local_s3):
@@ -101,9 +99,7 @@ def test_missing_credentials_are_one_line_and_exit_2_for_every_command(tmp_path,
 
 
 def test_missing_warehouse_bucket_is_one_line(tmp_path, buckets):
-    config = write_config(tmp_path / "lake.yaml", buckets[0], "s3://no-such-lake", """
-        telemetry: {path: telemetry/, start_date: 2026-01-01}
-    """)
+    config = str(Lake(tmp_path, "s3://no-such-lake", landing=buckets[0]).config)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     _assert_one_line(_run_all(config, env, COMMANDS[2:4] + COMMANDS[7:9]), "warehouse bucket 'no-such-lake' does not exist")
 
@@ -158,9 +154,7 @@ def test_credentials_from_a_profile_file_reach_every_reader(tmp_path, buckets):
     from lake_assets.demo.data import generate_records, to_ndjson
 
     landing, warehouse = buckets
-    config = write_config(tmp_path / "lake.yaml", landing, warehouse, """
-        telemetry: {path: telemetry/, start_date: 2026-01-01}
-    """)
+    config = str(Lake(tmp_path, warehouse, landing=landing).config)
     storage.write_bytes(f"{landing}/telemetry/2026/01/05/part-000.json", to_ndjson(generate_records(7)))
     credentials = tmp_path / "credentials"
     credentials.write_text("[default]\naws_access_key_id = test\naws_secret_access_key = test\n")

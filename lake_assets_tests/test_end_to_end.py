@@ -11,7 +11,7 @@ from dagster import DagsterInstance
 
 from lake_assets import storage
 from lake_assets.definitions import build_definitions
-from lake_assets_tests.scenario_helpers import materialize, ndjson, read_delta, write_config
+from lake_assets_tests.scenario_helpers import Lake, materialize, ndjson, read_delta
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,14 +33,9 @@ def test_bronze_two_partitions_through_dagster(tmp_path, buckets):
     b = f"{landing}/telemetry/dt=2026-01-02/b.json.gz"
     storage.write_bytes(a, ndjson(DAY1[:1]) + b"{broken json\n" + ndjson(DAY1[1:]))
     storage.write_bytes(b, gzip.compress(ndjson(DAY2)))
-    config = write_config(tmp_path / "lake.yaml", landing, warehouse, """
-        telemetry:
-          path: telemetry/
-          format: json
-          start_date: 2026-01-01
-          schema_hints: "event_id STRING, recorded_at TIMESTAMP"
-          checks: {rescued_rate_error: 1.0, malformed_rate_error: 1.0}
-    """)
+    config = str(Lake(tmp_path, warehouse, landing=landing, format="json",
+                      schema_hints="event_id STRING, recorded_at TIMESTAMP",
+                      checks={"rescued_rate_error": 1.0, "malformed_rate_error": 1.0}).config)
     defs = build_definitions(config)
     instance = DagsterInstance.ephemeral()
 
@@ -83,9 +78,7 @@ def test_bronze_two_partitions_through_dagster(tmp_path, buckets):
 
 def test_empty_partition_succeeds_with_zero_files(tmp_path, buckets):
     landing, warehouse = buckets
-    config = write_config(tmp_path / "lake.yaml", landing, warehouse, """
-        telemetry: {path: telemetry/, start_date: 2026-01-01}
-    """)
+    config = str(Lake(tmp_path, warehouse, landing=landing).config)
     result, meta = materialize(build_definitions(config), "2026-01-05", DagsterInstance.ephemeral())
     assert result.success and meta["bronze/telemetry"]["files"].value == 0
 
@@ -96,9 +89,7 @@ def _lake(config, *args, env=None):
 
 
 def test_missing_bucket_and_unreachable_endpoint_give_one_clear_message(tmp_path, local_s3):
-    config = write_config(tmp_path / "lake.yaml", "s3://no-such-landing", "s3://no-such-lake", """
-        telemetry: {path: telemetry/, start_date: 2026-01-01}
-    """)
+    config = str(Lake(tmp_path, "s3://no-such-lake", landing="s3://no-such-landing").config)
     out = _lake(config, "ingest", "telemetry", "--date", "2026-01-01")
     assert out.returncode == 2
     assert "landing bucket 'no-such-landing' does not exist" in out.stderr and "Traceback" not in out.stderr
@@ -121,9 +112,8 @@ def test_an_error_check_blocks_downstream_assets(tmp_path, buckets):
     landing, warehouse = buckets
     storage.write_bytes(f"{landing}/ev/2026/01/01/a.json", ndjson([{"id": 1, "n": 1}]))
     storage.write_bytes(f"{landing}/ev/2026/01/02/b.json", ndjson([{"id": 2, "n": "two"}]))
-    config = write_config(tmp_path / "lake.yaml", landing, warehouse, """
-        ev: {path: ev/, start_date: 2026-01-01, checks: {rescued_rate_error: 0.5}}
-    """, extra="silver:\n  ids:\n    from: ev\n    select: [id]\n    mode: append\n")
+    config = str(Lake(tmp_path, warehouse, landing=landing, source="ev", checks={"rescued_rate_error": 0.5},
+                      silver="  ids:\n    from: ev\n    select: [id]\n    mode: append\n").config)
     defs = build_definitions(config)
     instance = DagsterInstance.ephemeral()
     result, meta = materialize(defs, "2026-01-01", instance)

@@ -156,3 +156,26 @@ def test_a_binary_hint_decodes_base64_strings_of_plain_json(spark, tmp_path):
     assert [bytes(p) for p in rows[1]["parts"]] == [b"p"]
     assert json.loads(rows[2]["_rescued_data"])["blob"] == "%%%" and json.loads(rows[3]["_rescued_data"])["blob"] == 5
     assert _null(rows[1]["_rescued_data"])
+
+
+def test_b_attributes_named_element_or_holding_dots_are_binary_by_name(spark, tmp_path):
+    """Binary paths are field paths: a map key `element` is a name (not an array's elements) and a
+    key `a.b` one name, at the top, inside a map and inside a list's maps."""
+    lake = _lake(tmp_path, "addNewColumns")
+    items = [{"Item": {"pk": {"S": f"user#{i}"}, "element": {"B": _b64(b"top%d" % i)},
+                       "meta": {"M": {"element": {"B": _b64(b"m%d" % i)}, "a.b": {"B": _b64(b"d%d" % i)},
+                                      "note": {"S": "element"}}},
+                       "rows": {"L": [{"M": {"element": {"B": _b64(b"r%d" % i)}}}]}}} for i in range(3)]
+    _put(lake, "2026/01/02/data.json", items)
+    result = lake.ingest_with(spark, "2026-01-02")
+    schema = tables.schema_or_none(spark, lake.layout.bronze)
+    assert {f.name: f.dataType.simpleString() for f in schema.fields if f.name in ("element", "meta", "rows")} == {
+        "element": "binary", "meta": "struct<element:binary,a.b:binary,note:string>",
+        "rows": "array<struct<element:binary>>"}
+    rows = _table(lake)
+    assert result.records == 3 and all(_null(r["_rescued_data"]) for r in rows)
+    for row in rows:
+        i = int(row["pk"].split("#")[1])
+        assert (bytes(row["element"]), bytes(row["meta"]["element"]), bytes(row["meta"]["a.b"])) == (
+            b"top%d" % i, b"m%d" % i, b"d%d" % i)
+        assert row["meta"]["note"] == "element" and [bytes(r["element"]) for r in row["rows"]] == [b"r%d" % i]

@@ -10,15 +10,15 @@ from lake_assets.config import load_config
 from lake_assets.core.bronze import ingest
 from lake_assets.definitions import build_definitions
 from lake_assets.engine import spark_session
-from lake_assets_tests.scenario_helpers import ndjson, write_config
+from lake_assets_tests.scenario_helpers import Lake
 
-SOURCES = """
-    ev: {path: ev/, start_date: 2026-01-01, owners: [team:data], tags: {domain: devices}}
-"""
-LAYERS = """
-silver:
+SILVER = """\
   evs: {from: ev, select: [id], mode: append, owners: [ann@example.com], automation: false}
 """
+
+
+def _lake(tmp_path, warehouse: str | None = None) -> Lake:
+    return Lake(tmp_path, warehouse, source="ev", owners=["team:data"], tags={"domain": "devices"}, silver=SILVER)
 
 
 def _specs(defs):
@@ -26,12 +26,11 @@ def _specs(defs):
 
 
 def test_metadata_owners_tags_and_column_schema_from_the_schema_log(tmp_path):
-    config = write_config(tmp_path / "lake.yaml", "landing", "wh", SOURCES, extra=LAYERS)
+    ev = _lake(tmp_path)
+    config = str(ev.config)
     before = _specs(build_definitions(config))[AssetKey(["bronze", "ev"])]
     assert "dagster/column_schema" not in before.metadata   # nothing ingested yet: no schema log
-    folder = tmp_path / "landing" / "ev" / "2026" / "01" / "01"
-    folder.mkdir(parents=True)
-    (folder / "a.json").write_bytes(ndjson([{"id": 1, "device": {"fw": {"minor": 2}}, "signals": [{"unit": "C"}]}]))
+    ev.land(1, "a.json", [{"id": 1, "device": {"fw": {"minor": 2}}, "signals": [{"unit": "C"}]}])
     lake = load_config(config)
     ingest(spark_session(), lake, lake.sources["ev"], ["2026-01-01"], log=lambda m: None)
 
@@ -55,7 +54,7 @@ def test_metadata_owners_tags_and_column_schema_from_the_schema_log(tmp_path):
 
 
 def test_definitions_load_fast_when_the_warehouse_does_not_answer(tmp_path):
-    config = write_config(tmp_path / "lake.yaml", "landing", "s3://no-such-bucket-anywhere", SOURCES, extra=LAYERS)
+    config = str(_lake(tmp_path, "s3://no-such-bucket-anywhere").config)
     started = time.monotonic()
     specs = _specs(build_definitions(config))
     assert time.monotonic() - started < 10

@@ -12,7 +12,7 @@ from lake_assets import storage
 from lake_assets.core.discovery import Cursor, detect_layout
 from lake_assets.definitions import build_definitions
 from lake_assets.orchestration.resources import LakeResource
-from lake_assets_tests.scenario_helpers import write_config
+from lake_assets_tests.scenario_helpers import Lake
 
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 HISTORY_DAYS, FILES_PER_DAY = 40, 60
@@ -54,9 +54,7 @@ def _day_key(day, name):
 def sensor_setup(tmp_path, buckets, local_s3):
     landing, warehouse = buckets
     start = TODAY - dt.timedelta(days=HISTORY_DAYS + 5)
-    config = write_config(tmp_path / "lake.yaml", landing, warehouse, f"""
-        telemetry: {{path: telemetry/, start_date: {start.isoformat()}, lookback_days: 2}}
-    """)
+    config = str(Lake(tmp_path, warehouse, landing=landing, start_date=start.isoformat(), lookback_days=2).config)
     defs = build_definitions(config)
     sensor = defs.get_sensor_def("bronze_telemetry_files")
     instance = DagsterInstance.ephemeral()
@@ -123,9 +121,8 @@ def test_sweep_skips_files_the_ledger_has_committed(tmp_path, buckets, local_s3)
 
     landing, warehouse = buckets
     day = TODAY - dt.timedelta(days=1)
-    config = write_config(tmp_path / "lake.yaml", landing, warehouse, f"""
-        telemetry: {{path: telemetry/, start_date: {(TODAY - dt.timedelta(days=10)).isoformat()}}}
-    """)
+    config = str(Lake(tmp_path, warehouse, landing=landing,
+                      start_date=(TODAY - dt.timedelta(days=10)).isoformat()).config)
     _put_many(local_s3, landing[5:], [_day_key(day, "done.json")])
     lake = load_config(config)
     ingest(spark_session(), lake, lake.sources["telemetry"], [day.isoformat()], log=lambda m: None)
@@ -149,13 +146,8 @@ def test_notification_sensor_reads_the_queue_and_deletes_after_recording(tmp_pat
     local_s3.client().put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
         "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
                                  "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "telemetry/"}]}}}]})
-    config = write_config(tmp_path / "lake.yaml", landing, warehouse, f"""
-        telemetry:
-          path: telemetry/
-          start_date: {(TODAY - dt.timedelta(days=10)).isoformat()}
-          use_notifications: true
-          queue_url: {queue_url}
-    """)
+    config = str(Lake(tmp_path, warehouse, landing=landing, start_date=(TODAY - dt.timedelta(days=10)).isoformat(),
+                      use_notifications=True, queue_url=queue_url).config)
     defs = build_definitions(config)
     sensor = defs.get_sensor_def("bronze_telemetry_files")
     instance = DagsterInstance.ephemeral()
@@ -193,9 +185,8 @@ def test_runs_are_bounded_by_max_files_per_run(tmp_path, buckets, local_s3):
     from lake_assets.engine import spark_session
 
     landing, warehouse = buckets
-    config = write_config(tmp_path / "lake.yaml", landing, warehouse, f"""
-        telemetry: {{path: telemetry/, start_date: {(TODAY - dt.timedelta(days=3)).isoformat()}, max_files_per_run: 2}}
-    """)
+    config = str(Lake(tmp_path, warehouse, landing=landing, start_date=(TODAY - dt.timedelta(days=3)).isoformat(),
+                      max_files_per_run=2).config)
     _put_many(local_s3, landing[5:], [_day_key(TODAY, f"f{i}.json") for i in range(5)])
     defs = build_definitions(config)
     context = build_sensor_context(instance=DagsterInstance.ephemeral(), definitions=defs,

@@ -14,7 +14,7 @@ from lake_assets.core.bronze import ingest
 from lake_assets.core.delta_meta import storage_options
 from lake_assets.definitions import build_definitions
 from lake_assets.engine import spark_session
-from lake_assets_tests.scenario_helpers import write_config
+from lake_assets_tests.scenario_helpers import Lake
 
 DAY = "2026-01-01"
 
@@ -29,9 +29,8 @@ def _lake(tmp_path, buckets, on_overwrite: str) -> tuple[str, str, str]:
     a = f"{landing}/ev/2026/01/01/a.json"
     storage.write_bytes(a, _ndjson("a", 3))
     storage.write_bytes(f"{landing}/ev/2026/01/01/b.json", _ndjson("b", 2))
-    config = write_config(tmp_path / "lake.yaml", landing, warehouse, f"""
-        ev: {{path: ev/, start_date: {DAY}, on_overwrite: {on_overwrite}}}
-    """)
+    config = str(Lake(tmp_path, warehouse, landing=landing, source="ev", start_date=DAY,
+                      on_overwrite=on_overwrite).config)
     return config, a, f"{warehouse}/bronze/ev"
 
 

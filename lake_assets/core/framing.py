@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import orjson
 
+from lake_assets.core.fieldpath import ELEMENT, FieldPath
 from lake_assets.errors import LakeError
 
 BOM = b"\xef\xbb\xbf"
@@ -61,7 +62,7 @@ class Framed:
     data: bytes                 # NDJSON: each non-blank line one record (or a malformed one)
     per_record: bool            # lines are records by position, not the file's own lines
     errors: dict[int, tuple[str, str]] = field(default_factory=dict)  # line -> (raw text, why) of BAD lines
-    binary: set[tuple[str, ...]] = field(default_factory=set)  # DynamoDB: paths whose first string was B
+    binary: set[FieldPath] = field(default_factory=set)  # DynamoDB: paths whose first string was B
 
 
 def frame(data: bytes, framing: Framing, split: bool = False, cut: bool = False) -> Framed:
@@ -329,12 +330,12 @@ def unmarshal(value, path: tuple = (), kinds: dict | None = None):
     """One DynamoDB attribute value (`{"N": "18"}`) as plain JSON: S string, N integer or
     decimal (as JSON numbers are read), BOOL, NULL, M object, L array, SS/NS/BS arrays, B and BS
     their base64 text; into `kinds`, {path: "S" or "B"} of the first string seen at `path` (a
-    field path, "element" for an array's elements)."""
+    FieldPath's steps: names, ELEMENT for an array's elements)."""
     if not isinstance(value, dict) or len(value) != 1:
         raise _NotDynamo(f"attribute value {_text(value)[:80]} is not one type tag")
     (tag, inner), = value.items()
     if tag in ("S", "B", "SS", "BS") and kinds is not None:
-        kinds.setdefault(path + (("element",) if len(tag) == 2 else ()), tag[0])
+        kinds.setdefault(path + ((ELEMENT,) if len(tag) == 2 else ()), tag[0])
     if tag in ("S", "B"):
         return inner
     if tag == "N":
@@ -346,7 +347,7 @@ def unmarshal(value, path: tuple = (), kinds: dict | None = None):
     if tag == "M" and isinstance(inner, dict):
         return {k: unmarshal(v, path + (k,), kinds) for k, v in inner.items()}
     if tag == "L" and isinstance(inner, list):
-        return [unmarshal(v, path + ("element",), kinds) for v in inner]
+        return [unmarshal(v, path + (ELEMENT,), kinds) for v in inner]
     if tag in ("SS", "BS") and isinstance(inner, list):
         return list(inner)
     if tag == "NS" and isinstance(inner, list):
@@ -354,11 +355,11 @@ def unmarshal(value, path: tuple = (), kinds: dict | None = None):
     raise _NotDynamo(f"unknown type tag {tag!r}")
 
 
-def _binary_paths(kinds: dict) -> set[tuple[str, ...]]:
-    return {path for path, tag in kinds.items() if tag == "B"}
+def _binary_paths(kinds: dict) -> set[FieldPath]:
+    return {FieldPath(steps) for steps, tag in kinds.items() if tag == "B"}
 
 
-def with_binary(schema, paths: set[tuple[str, ...]]):
+def with_binary(schema, paths: set[FieldPath]):
     """The scan's inferred schema with BINARY where `paths` (Framed.binary) have STRING: DynamoDB
     B / BS values, base64 text in the framed records, are bytes (a path first seen otherwise keeps
     its type: the first value wins, as for any field)."""
@@ -367,14 +368,14 @@ def with_binary(schema, paths: set[tuple[str, ...]]):
     def at(t, steps):
         if not steps:
             return T.BinaryType() if isinstance(t, T.StringType) else t
-        if isinstance(t, T.ArrayType) and steps[0] == "element":
+        if isinstance(t, T.ArrayType) and steps[0] is ELEMENT:
             return T.ArrayType(at(t.elementType, steps[1:]), t.containsNull)
         if isinstance(t, T.StructType):
             return T.StructType([T.StructField(f.name, at(f.dataType, steps[1:]) if f.name == steps[0] else f.dataType,
                                                f.nullable) for f in t.fields])
         return t
-    for path in sorted(paths):
-        schema = at(schema, path)
+    for path in paths:  # (each path changes its own leaf: any order gives the same schema)
+        schema = at(schema, path.steps)
     return schema
 
 

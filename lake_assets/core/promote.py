@@ -16,6 +16,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from lake_assets.config import LakeConfig, SourceConfig
 from lake_assets.core import tables
 from lake_assets.core.bronze import bronze_table_schema
+from lake_assets.core.fieldpath import FieldPath, segment
 from lake_assets.core.layout import AUDIT_COLUMNS, BRONZE_PARTITION, LINE, RESCUED_FILE_PATH, ROW_KEY, Layout
 from lake_assets.core.records import Fitter
 from lake_assets.core.schema import Inferrer, apply_hints, drop_unknown, parse_type
@@ -33,14 +34,14 @@ class PromoteError(LakeError, ValueError):
 
 @dataclass(frozen=True)
 class Promotion:
-    path: str
+    path: str        # as the rescued column's keys write it (FieldPath.format)
     type: str
     schema_version: int
     rows_moved: int
     rows_left: int   # rows whose value still does not fit the type (they stay rescued)
 
 
-def _field_type(schema: T.StructType, parts: list[str]) -> T.DataType | None:
+def _field_type(schema: T.StructType, parts: tuple[str, ...]) -> T.DataType | None:
     t: T.DataType = schema
     for part in parts:
         if not isinstance(t, T.StructType) or part not in t.fieldNames():
@@ -49,14 +50,21 @@ def _field_type(schema: T.StructType, parts: list[str]) -> T.DataType | None:
     return t
 
 
-def _infer_from_rescued(spark, df, rescued: str, path: str) -> T.DataType:
+def _rescued_key(path: FieldPath) -> str:
+    """The path's key in the rescued JSON: its text, but a data field named like the file key is
+    backtick-quoted there (records.rescued_json)."""
+    text = path.format()
+    return f"`{text}`" if text == RESCUED_FILE_PATH else text
+
+
+def _infer_from_rescued(spark, df, rescued: str, key: str) -> T.DataType:
     def infer(batches):
         inferrer = Inferrer()
         for batch in batches:
             for text in batch.column(0).to_pylist():
                 doc = orjson.loads(text)
-                if path in doc:
-                    inferrer.absorb({"v": doc[path]})
+                if key in doc:
+                    inferrer.absorb({"v": doc[key]})
         yield pa.RecordBatch.from_pylist([{"schema": inferrer.result().json()}])
 
     merged = T.StructType([])
@@ -65,16 +73,21 @@ def _infer_from_rescued(spark, df, rescued: str, path: str) -> T.DataType:
         merged = merge_types(merged, T.StructType.fromJson(json.loads(row["schema"])))
     found = drop_unknown(merged)
     if found is None or "v" not in found.fieldNames():
-        raise PromoteError(f"no rescued values for {path!r}; give the type with --type")
+        raise PromoteError(f"no rescued values for {key!r}; give the type with --type")
     return found["v"].dataType
 
 
 def promote(spark, lake: LakeConfig, source: SourceConfig, path: str, type_ddl: str | None = None,
             log=print) -> Promotion:
     layout = Layout(lake.warehouse, source.name)
-    if "[" in path or not path or any(not p for p in path.split(".")):
-        raise PromoteError(f"{path!r}: give a field path like a.b.c (fields inside arrays cannot be promoted)")
-    parts = path.split(".")
+    try:
+        field = FieldPath.parse(path)
+    except ValueError:
+        field = None
+    if field is None or field.in_array or "" in field.steps:
+        raise PromoteError(f"{path!r}: give a field path as the rescued column's keys write it, like a.b.c or "
+                           f"a.`b.c` (fields inside arrays cannot be promoted)")
+    path, parts, key = field.format(), field.steps, _rescued_key(field)
     schema_log = SchemaLog(layout.schemas)
     current = schema_log.current()
     if current is None or tables.schema_or_none(spark, layout.bronze) is None:
@@ -82,32 +95,33 @@ def promote(spark, lake: LakeConfig, source: SourceConfig, path: str, type_ddl: 
     rescued = source.rescued_data_column
     if parts[0] in AUDIT_COLUMNS or parts[0] == rescued:
         raise PromoteError(f"{path!r} is an audit column name and cannot become a data column")
-    key = json.dumps(path)
-    candidates = tables.read(spark, layout.bronze).where(F.col(rescued).contains(key + ":"))
-    wanted = _wanted_type(spark, schema_log, current.schema, parts, type_ddl, candidates, rescued)
+    # orjson writes the rescued JSON: UTF-8 as it is, so its text of the key is the one to look for
+    quoted = orjson.dumps(key).decode() + ":"
+    candidates = tables.read(spark, layout.bronze).where(F.col(rescued).contains(quoted))
+    wanted = _wanted_type(spark, schema_log, current.schema, field, type_ddl, candidates, rescued, key)
 
     # 1. Schema: log it and accept this one change (other drift stays for the drift check to report).
-    new_schema = apply_hints(current.schema, [(parts, wanted)])
+    new_schema = apply_hints(current.schema, [(list(parts), wanted)])
     version = schema_log.record(new_schema, f"promoted {path} {wanted.simpleString()}", [])
     if version is None:
         raise PromoteError("the schema log changed at the same time; run the command again")
     accepted = schema_log.accepted() or schema_log.versions()[0]
-    schema_log.accept_change(apply_hints(accepted.schema, [(parts, wanted)]), f"promoted {path}")
+    schema_log.accept_change(apply_hints(accepted.schema, [(list(parts), wanted)]), f"promoted {path}")
     tables.add_columns(spark, layout.bronze, bronze_table_schema(new_schema, rescued), BRONZE_PARTITION,
                        f"promote {path}")
 
     # 2. Values, in one MERGE.
-    count = _move_values(spark, layout.bronze, candidates, parts, wanted, rescued)
-    left = tables.read(spark, layout.bronze).where(F.col(rescued).contains(key + ":")).count()
+    count = _move_values(spark, layout.bronze, candidates, field, key, wanted, rescued)
+    left = tables.read(spark, layout.bronze).where(F.col(rescued).contains(quoted)).count()
     log(f"promoted {path} as {wanted.simpleString()} (schema version {version.version}): moved {count} value(s) "
         f"out of {rescued}" + (f"; {left} row(s) keep values that do not fit" if left else ""))
     return Promotion(path, wanted.simpleString(), version.version, count, left)
 
 
-def _wanted_type(spark, schema_log: SchemaLog, schema: T.StructType, parts: list[str], type_ddl: str | None,
-                 candidates, rescued: str) -> T.DataType:
+def _wanted_type(spark, schema_log: SchemaLog, schema: T.StructType, field: FieldPath, type_ddl: str | None,
+                 candidates, rescued: str, key: str) -> T.DataType:
     """The new column's type: the one a crashed earlier promotion added, else --type, else inferred."""
-    path = ".".join(parts)
+    path, parts = field.format(), field.steps
     existing = _field_type(schema, parts)
     # A column this command added earlier is finished again (a rerun after a crash moves what is left);
     # any other existing column is refused.
@@ -117,17 +131,19 @@ def _wanted_type(spark, schema_log: SchemaLog, schema: T.StructType, parts: list
                            f"Its rescued values did not fit that type and stay rescued (a column's type never "
                            f"changes in place)")
     wanted = existing if resumed else parse_type(type_ddl) if type_ddl else _infer_from_rescued(spark, candidates,
-                                                                                                 rescued, path)
+                                                                                                 rescued, key)
     parent = _field_type(schema, parts[:-1]) if len(parts) > 1 else schema
     if parent is not None and not isinstance(parent, T.StructType):
-        raise PromoteError(f"{'.'.join(parts[:-1])} is not a struct")
+        raise PromoteError(f"{FieldPath(parts[:-1])} is not a struct")
     return wanted
 
 
-def _move_values(spark, bronze: str, candidates, parts: list[str], wanted: T.DataType, rescued: str) -> int:
-    """Fit each rescued value to the type exactly as ingestion would and move those that fit, typed in
-    Python as lake_typed does (the engine's from_json would round some doubles). Returns the rows moved."""
-    path = ".".join(parts)
+def _move_values(spark, bronze: str, candidates, field: FieldPath, key: str, wanted: T.DataType,
+                 rescued: str) -> int:
+    """Fit each rescued value (at `key`) to the type exactly as ingestion would and move those that
+    fit, typed in Python as lake_typed does (the engine's from_json would round some doubles).
+    Returns the rows moved."""
+    parts = field.steps
     fitter = Fitter(T.StructType([T.StructField("v", wanted)]))
     moved_schema = T.StructType(_MOVED_KEYS + [T.StructField("value", declared_schema(wanted))])
     arrow_schema = to_arrow_schema(moved_schema)
@@ -138,12 +154,12 @@ def _move_values(spark, bronze: str, candidates, parts: list[str], wanted: T.Dat
             out = {f.name: [] for f in moved_schema.fields}
             for row in batch.to_pylist():
                 doc = orjson.loads(row[rescued])
-                if path not in doc:
+                if key not in doc:
                     continue
-                clean, left, _ = fitter.fit({"v": doc[path]})
+                clean, left, _ = fitter.fit({"v": doc[key]})
                 if left:
                     continue  # still does not fit: it stays rescued, never lost
-                del doc[path]
+                del doc[key]
                 remaining = {k: v for k, v in doc.items() if k != RESCUED_FILE_PATH}
                 for name in ROW_KEY:
                     out[name].append(row[name])
@@ -156,10 +172,12 @@ def _move_values(spark, bronze: str, candidates, parts: list[str], wanted: T.Dat
     value = F.col("value").cast(wanted)
     table = tables.read(spark, bronze)
     updated = table.join(moved, keys).withColumn(rescued, F.col("new_rescued"))
-    column = value if len(parts) == 1 else F.col(parts[0]).withField(".".join(parts[1:]), value)
-    updated = updated.withColumn(parts[0], column).drop("new_rescued", "value").select(*table.columns)
+    # Column names are parsed as field paths: a name holding a dot is quoted (as FieldPath quotes it).
+    column = value if len(parts) == 1 else F.col(segment(parts[0])).withField(FieldPath(parts[1:]).format(), value)
+    updated = (updated.withColumn(parts[0], column).drop("new_rescued", "value")
+               .select(*[F.col(segment(c)) for c in table.columns]))
     count = updated.count()
     if count:
         tables.retry_conflicts(lambda: tables.replace_rows(spark, updated, bronze, keys=keys, scope="false",
-                                                           metadata=f"promote {path}"))
+                                                           metadata=f"promote {field}"))
     return count

@@ -185,8 +185,8 @@ def _apply_expectations(batch: DataFrame, cfg: SilverConfig, result: SilverResul
     # on the table cannot union with ("List(Utf8, field: 'element')").
     failed_names = F.filter(F.array(*[F.when(~F.col(ok[n]), F.lit(n)) for n in names]), lambda c: c.isNotNull()) \
         if names else F.array().cast("array<string>")
-    quarantined = flagged.where(quarantine).select(*batch.columns, failed_names.alias(FAILED_COLUMN))
-    kept = flagged.where(~quarantine & ~drop).select(*batch.columns)
+    quarantined = flagged.where(quarantine).select(*map(q, batch.columns), failed_names.alias(FAILED_COLUMN))
+    kept = flagged.where(~quarantine & ~drop).select(*map(q, batch.columns))
     return kept, quarantined
 
 

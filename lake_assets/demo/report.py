@@ -5,9 +5,11 @@ commands to try next."""
 from __future__ import annotations
 
 import json
+import shlex
 from collections import Counter
 
 from lake_assets.config import LakeConfig
+from lake_assets.core.fieldpath import FieldPath
 from lake_assets.core.layout import LINE, RESCUED_FILE_PATH, SOURCE_FILE, Layout, table_uri
 
 # Materialization facts worth a word, in this order: (metadata key, how to say it).
@@ -84,8 +86,8 @@ def promotable(lake: LakeConfig, source: str, rows: list[dict]) -> str | None:
     from deltalake import DeltaTable
 
     columns = set(DeltaTable(Layout(lake.warehouse, source).bronze).schema().to_arrow().names)
-    counts = Counter(path for row in rows for path in row["rescued"]
-                     if path != RESCUED_FILE_PATH and "[" not in path and path.split(".")[0] not in columns)
+    paths = Counter(FieldPath.parse(key) for row in rows for key in row["rescued"] if key != RESCUED_FILE_PATH)
+    counts = Counter({p.format(): n for p, n in paths.items() if not p.in_array and p.steps[0] not in columns})
     return counts.most_common(1)[0][0] if counts else None
 
 
@@ -115,7 +117,8 @@ def print_summary(lake: LakeConfig, blocked: list[str], lake_cmd: str, env_line:
     steps = [("status", "files, rows, rescued share per source"),
              ("schema history telemetry", "every schema version and what changed")]
     if field:
-        steps.append((f"promote {source} {field}", f"make the rescued {field} a column, moving its values"))
+        steps.append((f"promote {source} {shlex.quote(field)}",   # (a quoted name's backticks, for the shell)
+                      f"make the rescued {field} a column, moving its values"))
     steps.append(("dev", "the Dagster UI on this lake: runs, checks, materializations"))
     width = max(len(f"{lake_cmd} {args}") for args, _ in steps)
     for args, what in steps:
