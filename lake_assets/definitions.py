@@ -63,7 +63,7 @@ def _default_definitions() -> Definitions:
         if Path(sys.argv[0]).name in ("dagster", "__main__.py") and sys.argv[1:2] in (["asset"], ["definitions"],
                                                                                         ["job"]):
             print(f"lake_assets.definitions: cannot load the lake config:\n{exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise SystemExit(exc.exit_code) from None
         raise
 
 
