@@ -28,8 +28,10 @@ phases where their run logs have the marks). Note the machine's load (printed) b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -63,8 +65,9 @@ REPOSITORIES = "{ repositoriesOrError { ... on RepositoryConnection { nodes { na
 PHASES = ["queue", "launch", "import", "step_proc", "engine", "ingest", "checks", "run_end"]
 
 
-def _lake(folder: Path, rounds: int) -> str:
-    """A lake of local folders with one source and `rounds` days of one small file each."""
+def _lake(folder: Path, rounds: int, engine: str | None = None) -> str:
+    """A lake of local folders with one source and `rounds` days of one small file each; `engine`:
+    an sc:// URL of a running Spark Connect server (default: the embedded engine of each process)."""
     from lake_assets.demo.data import generate_records, to_ndjson
 
     for i in range(rounds):
@@ -74,7 +77,8 @@ def _lake(folder: Path, rounds: int) -> str:
         target.write_bytes(to_ndjson(generate_records(20, day=i + 1, date=day)))
     (folder / "lake.yaml").write_text(
         "landing: landing\nwarehouse: warehouse\nsources:\n"
-        f"  telemetry: {{path: telemetry/, start_date: {START.isoformat()}}}\n")
+        f"  telemetry: {{path: telemetry/, start_date: {START.isoformat()}}}\n"
+        + (f"engine: {{kind: spark_connect, remote: '{engine}'}}\n" if engine else ""))
     return str(folder / "lake.yaml")
 
 
@@ -115,8 +119,8 @@ def _phases(requested: float, finished: float, events: list[tuple[float, str, st
     return out
 
 
-def dagster_rounds(code: Path, work: Path, rounds: int, timeout: float = 600) -> list[dict]:
-    config = _lake(work / "lake", rounds)
+def dagster_rounds(code: Path, work: Path, rounds: int, engine: str | None, timeout: float = 600) -> list[dict]:
+    config = _lake(work / "lake", rounds, engine)
     results = []
     with dagster_running(config, work / "home", {"PYTHONPATH": str(code)}, DAGSTER_YAML) as (port, env):
         os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
@@ -156,8 +160,8 @@ def dagster_rounds(code: Path, work: Path, rounds: int, timeout: float = 600) ->
     return results
 
 
-def ingest_rounds(code: Path, work: Path, rounds: int) -> list[float]:
-    config = _lake(work / "lake", rounds)
+def ingest_rounds(code: Path, work: Path, rounds: int, engine: str | None) -> list[float]:
+    config = _lake(work / "lake", rounds, engine)
     env = {**os.environ, "PYTHONPATH": str(code)}
     lake = str(Path(sys.executable).with_name("lake"))
     out = []
@@ -173,6 +177,32 @@ def ingest_rounds(code: Path, work: Path, rounds: int) -> list[float]:
     return out
 
 
+@contextlib.contextmanager
+def sail_server(code: Path):
+    """The sc:// URL of a Sail server (`sail spark server`) running for the whole measurement, with
+    `code` importable by its Python data sources."""
+    from lake_assets_tests.dagster_server import free_port
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(code), "RUST_LOG": "warn"}
+    server = subprocess.Popen([str(Path(sys.executable).with_name("sail")), "spark", "server", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the Sail server did not start") from None
+                time.sleep(0.2)
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -185,19 +215,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="rounds (runs, and `lake ingest`s) per checkout")
     parser.add_argument("--code", action="append", default=[], help="a checkout to measure (default: this one)")
+    parser.add_argument("--engine", choices=["embedded", "remote"], action="append", default=[],
+                        help="embedded (default): Sail in each run's process; remote: one Sail server for all "
+                             "runs and ingests (repeatable)")
     args = parser.parse_args()
     table = {}
     for code in [Path(c).resolve() for c in args.code] or [ROOT]:
-        print(code, flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            runs = dagster_rounds(code, Path(tmp) / "dagster", args.runs)
-            ingests = ingest_rounds(code, Path(tmp) / "cli", args.runs)
-        table[code] = ({name: statistics.median(r[name] for r in runs) for name in PHASES + ["total"]},
-                       statistics.median(ingests))
+        for engine in args.engine or ["embedded"]:
+            print(code, engine, flush=True)
+            with tempfile.TemporaryDirectory() as tmp, \
+                    (sail_server(code) if engine == "remote" else contextlib.nullcontext()) as url:
+                runs = dagster_rounds(code, Path(tmp) / "dagster", args.runs, url)
+                ingests = ingest_rounds(code, Path(tmp) / "cli", args.runs, url)
+            medians = {name: statistics.median(r[name] for r in runs) for name in PHASES + ["total"]}
+            table[f"{code.name} {engine}"] = (medians, statistics.median(ingests))
     print(f"\nmedians of {args.runs}; load now {_load()}")
     print(f"{'checkout':<30} " + " ".join(f"{n:>9}" for n in PHASES) + f" {'run':>7} {'ingest':>7} {'ratio':>6}")
     for code, (phases, ingest) in table.items():
-        print(f"{str(code)[-30:]:<30} " + " ".join(f"{phases[n]:>9.2f}" for n in PHASES)
+        print(f"{code[-30:]:<30} " + " ".join(f"{phases[n]:>9.2f}" for n in PHASES)
               + f" {phases['total']:>7.2f} {ingest:>7.2f} {phases['total'] / ingest:>5.1f}x")
     return 0
 
