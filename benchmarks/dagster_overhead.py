@@ -119,10 +119,15 @@ def _phases(requested: float, finished: float, events: list[tuple[float, str, st
     return out
 
 
-def dagster_rounds(code: Path, work: Path, rounds: int, engine: str | None, timeout: float = 600) -> list[dict]:
+def dagster_rounds(code: Path, work: Path, rounds: int, engine: str | None, dequeue_interval: int | None,
+                   timeout: float = 600) -> list[dict]:
     config = _lake(work / "lake", rounds, engine)
+    dagster_yaml = DAGSTER_YAML + (f"run_queue:\n  dequeue_interval_seconds: {dequeue_interval}\n"
+                                   if dequeue_interval else "")
     results = []
-    with dagster_running(config, work / "home", {"PYTHONPATH": str(code)}, DAGSTER_YAML) as (port, env):
+    # Dagster puts its working directory first on sys.path: start it in `code`.
+    with contextlib.chdir(code), \
+            dagster_running(config, work / "home", {"PYTHONPATH": str(code)}, dagster_yaml) as (port, env):
         os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
         from dagster import DagsterInstance
 
@@ -218,6 +223,8 @@ def main() -> int:
     parser.add_argument("--engine", choices=["embedded", "remote"], action="append", default=[],
                         help="embedded (default): Sail in each run's process; remote: one Sail server for all "
                              "runs and ingests (repeatable)")
+    parser.add_argument("--dequeue-interval", type=int, help="the instance's run_queue dequeue_interval_seconds "
+                                                                 "(default: Dagster's, 5 s)")
     args = parser.parse_args()
     table = {}
     for code in [Path(c).resolve() for c in args.code] or [ROOT]:
@@ -225,7 +232,7 @@ def main() -> int:
             print(code, engine, flush=True)
             with tempfile.TemporaryDirectory() as tmp, \
                     (sail_server(code) if engine == "remote" else contextlib.nullcontext()) as url:
-                runs = dagster_rounds(code, Path(tmp) / "dagster", args.runs, url)
+                runs = dagster_rounds(code, Path(tmp) / "dagster", args.runs, url, args.dequeue_interval)
                 ingests = ingest_rounds(code, Path(tmp) / "cli", args.runs, url)
             medians = {name: statistics.median(r[name] for r in runs) for name in PHASES + ["total"]}
             table[f"{code.name} {engine}"] = (medians, statistics.median(ingests))
