@@ -16,6 +16,7 @@ every 30 s at most, so part of each figure is waiting for a tick.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import subprocess
 import sys
@@ -64,7 +65,9 @@ def sensor_flow(code: Path, work: Path, timeout: float = 600) -> dict:
     config = _lake(work / "lake", 1)
     day = START.isoformat()
     out: dict = {}
-    with dagster_running(config, work / "home", {"PYTHONPATH": str(code)}, DAGSTER_YAML) as (port, env):
+    # Dagster puts its working directory first on sys.path: start it in `code`.
+    with contextlib.chdir(code), \
+            dagster_running(config, work / "home", {"PYTHONPATH": str(code)}, DAGSTER_YAML) as (port, env):
         instance = _instance(env)
         subprocess.run([str(Path(sys.executable).parent / "dagster"), "sensor", "start", "-m",
                         "lake_assets.definitions", "bronze_telemetry_files"], env=env, check=True,
@@ -90,7 +93,9 @@ def sensor_flow(code: Path, work: Path, timeout: float = 600) -> dict:
 def backfill(code: Path, work: Path, days: int, timeout: float = 3600) -> dict:
     config = _lake(work / "lake", days)
     names = [(START + dt.timedelta(days=i)).isoformat() for i in range(days)]
-    with dagster_running(config, work / "home", {"PYTHONPATH": str(code)}, DAGSTER_YAML) as (port, env):
+    # Dagster puts its working directory first on sys.path: start it in `code`.
+    with contextlib.chdir(code), \
+            dagster_running(config, work / "home", {"PYTHONPATH": str(code)}, DAGSTER_YAML) as (port, env):
         t0 = time.monotonic()
         launched = graphql(port, LAUNCH, {"params": {"partitionNames": names,
                                                      "assetSelection": [{"path": p} for p in (

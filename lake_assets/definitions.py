@@ -16,6 +16,7 @@ from dagster import (AssetSelection, AutomationConditionSensorDefinition, BetaWa
 
 from lake_assets.config import ConfigError, load_config
 from lake_assets.orchestration.bronze import bronze_asset
+from lake_assets.orchestration.executor import lake_executor
 from lake_assets.orchestration.jobs import OPERATOR_JOBS
 from lake_assets.orchestration.resources import LakeResource
 from lake_assets.orchestration.sensors import bronze_sensor
@@ -49,6 +50,7 @@ def build_definitions(config_path: str | None = None) -> Definitions:
             default_status=DefaultSensorStatus.RUNNING, use_user_code_server=True,  # runs UpstreamDayBlocked
             description="Materializes silver and gold days after bronze (tables with automation: true).")],
         resources={"lake_resource": LakeResource(config_path=config_path)},
+        executor=lake_executor,
     )
 
 
@@ -61,7 +63,7 @@ def _default_definitions() -> Definitions:
         if Path(sys.argv[0]).name in ("dagster", "__main__.py") and sys.argv[1:2] in (["asset"], ["definitions"],
                                                                                         ["job"]):
             print(f"lake_assets.definitions: cannot load the lake config:\n{exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise SystemExit(exc.exit_code) from None
         raise
 
 

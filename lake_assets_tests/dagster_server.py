@@ -85,6 +85,11 @@ def dagster_running(lake_config: str, home: Path, env: dict | None = None, dagst
     home.mkdir(parents=True, exist_ok=True)
     if dagster_yaml:
         (home / "dagster.yaml").write_text(dagster_yaml)
+    # Create the instance's storage first: the daemon, the webserver and their code servers creating a
+    # fresh sqlite at once can leave it with two alembic heads ("more than one head present").
+    from dagster import DagsterInstance
+
+    DagsterInstance.from_config(str(home)).dispose()
     env = {**os.environ, **(env or {}), "LAKE_CONFIG": lake_config, "DAGSTER_HOME": str(home)}
     port = free_port()
     bin_dir = Path(sys.executable).parent

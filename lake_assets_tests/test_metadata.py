@@ -2,11 +2,14 @@
 definition time from the schema log (nested fields readable, audit columns described), owners and
 tags from the config, described job config; definitions load without a schema log or a warehouse."""
 
+import sys
 import time
 
+import pytest
 from dagster import AssetKey, MetadataValue
 
-from lake_assets.config import load_config
+from lake_assets import definitions
+from lake_assets.config import ConfigError, load_config
 from lake_assets.core.bronze import ingest
 from lake_assets.definitions import build_definitions
 from lake_assets.engine import spark_session
@@ -59,3 +62,22 @@ def test_definitions_load_fast_when_the_warehouse_does_not_answer(tmp_path):
     specs = _specs(build_definitions(config))
     assert time.monotonic() - started < 10
     assert "dagster/column_schema" not in specs[AssetKey(["bronze", "ev"])].metadata
+
+
+def test_a_config_error_ends_a_dagster_command_with_the_errors_exit_code(monkeypatch, capsys):
+    class Broken(ConfigError):
+        exit_code = 3
+
+    def broken(config_path=None):
+        raise Broken("lake.yaml: sources.ev.path: field required")
+
+    monkeypatch.setattr(definitions, "build_definitions", broken)
+    monkeypatch.setattr(sys, "argv", ["dagster", "definitions", "validate"])
+    with pytest.raises(SystemExit) as exited:
+        definitions._default_definitions()
+    assert exited.value.code == 3
+    assert capsys.readouterr().err == ("lake_assets.definitions: cannot load the lake config:\n"
+                                       "lake.yaml: sources.ev.path: field required\n")
+    monkeypatch.setattr(sys, "argv", ["dagster", "code-server", "start"])   # a server keeps the error for the UI
+    with pytest.raises(Broken):
+        definitions._default_definitions()

@@ -1,6 +1,8 @@
 """bronze/<source> assets: daily partitions by landing date. A step calls the core twice — ingest,
 then audit — and reports per day: one materialization and one result per check for each day."""
 
+import time
+
 from dagster import (AssetExecutionContext, AssetKey, BackfillPolicy, DailyPartitionsDefinition, MaterializeResult,
                      MetadataValue, asset)
 
@@ -84,7 +86,9 @@ def _ingest_and_audit(context: AssetExecutionContext, lake_resource: LakeResourc
         if lake_now.engine.kind == "databricks":   # both on the cluster, one job
             return databricks.run_step(context, lake_now, "bronze", src.name, days, {
                 "reprocess": reprocess, "run_id": context.run.run_id, "max_batches": max_batches})
+        started = time.monotonic()
         spark = lake_resource.spark()
+        context.log.info(f"engine ready in {time.monotonic() - started:.1f} s ({lake_now.engine.kind})")
         result = ingest(spark, lake_now, src, days, reprocess=reprocess, run_id=context.run.run_id,
                         log=context.log.info,
                         progress=lambda done, total: context.log.info(f"{done}/{total} file(s) done"),
