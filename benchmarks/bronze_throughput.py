@@ -27,7 +27,8 @@ ratio: the median of the rounds' ratios to raw):
   polars    read_ndjson per file (full inference), concat(diagonal_relaxed) -> write_delta
   dlt       when importable (it is not in the project's venv; run from a side venv to include it)
 
-Prints one table: MB/s and the ratio to raw per data set, whether the system survives the drift,
+Prints one table: MB/s, the ratio to raw and the process's CPU seconds (all threads, the embedded
+engine's included: less bent by the machine's load than wall time) per data set, whether the system survives the drift,
 whether nothing is lost (rows in = rows out + quarantine) and where the new fields went. For the
 bronze runs it also shows how many files the typed pass took from the scan's pyarrow parse (the
 rest it walked record by record through the Fitter) and the Python time inside the data sources
@@ -128,18 +129,22 @@ class Timeline:
         self.since: dict[str, float] = {}
         self.typed_files = self.files = self.walked = 0
         self.t0 = time.perf_counter()
-        self.points: list[tuple[str, float]] = []   # ingest's checkpoints, seconds since reset
+        self.cpu0 = process_cpu()
+        self.points: list[tuple[str, float, float]] = []   # ingest's checkpoints: wall and CPU seconds since reset
         self._lock = threading.Lock()
 
     def reset(self) -> None:
         self.busy.clear()
         self.cpu.clear()
         self.typed_files = self.files = self.walked = 0
-        self.t0, self.points = time.perf_counter(), []
+        self.t0, self.cpu0, self.points = time.perf_counter(), process_cpu(), []
 
     def snapshot(self) -> dict:
         return {"busy": dict(self.busy), "cpu": dict(self.cpu), "typed_files": self.typed_files, "files": self.files,
                 "walked": self.walked, "points": list(self.points)}
+
+    def mark(self, point: str) -> None:
+        self.points.append((point, time.perf_counter() - self.t0, process_cpu() - self.cpu0))
 
     def install(self) -> None:
         from lake_assets.core import bronze, reader, typed_rows
@@ -147,7 +152,7 @@ class Timeline:
         checkpoint = bronze.checkpoint
 
         def timed_checkpoint(point: str, *args) -> None:
-            self.points.append((point, time.perf_counter() - self.t0))
+            self.mark(point)
             checkpoint(point, *args)
 
         bronze.checkpoint = timed_checkpoint
@@ -276,7 +281,7 @@ def bronze_loader(spark, mode: str, hints: str, timeline: Timeline, details: dic
         timeline.reset()
         try:
             result = bronze.ingest(spark, lake, source, [DAY.isoformat()], log=lambda _: None)
-            timeline.points.append(("returned", time.perf_counter() - timeline.t0))
+            timeline.mark("returned")
         except bronze.NewColumnsError as exc:
             stop = Outcome(failed=f"stops at the {len(exc.fields)} new fields, by design")
             return lambda: stop
@@ -378,21 +383,32 @@ def measure(loads: dict, datasets: list[Dataset], work: Path, repeat: int) -> di
                 shutil.rmtree(out, ignore_errors=True)
                 if hasattr(load, "prepare"):
                     load.prepare(ds, out)
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), process_cpu()
                 try:
                     check = load(ds, out)
                 except Exception as exc:  # the system does not survive this data
                     error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
                     check = lambda error=error: Outcome(failed=error)  # noqa: E731
-                seconds = time.perf_counter() - start
+                seconds, cpu = time.perf_counter() - start, process_cpu() - cpu
                 outcome = got["outcome"] = check()
                 if not outcome.failed:
                     got["runs"].append(seconds)
+                    got.setdefault("cpu", []).append(cpu)
                 shutil.rmtree(out, ignore_errors=True)
                 shown = outcome.failed or f"{outcome.rows_out} rows + {outcome.quarantine} quarantined"
                 print(f"  round {i + 1}  {ds.name:<8} {label:<40} {seconds:7.2f} s  {ds.bytes / MB / seconds:7.1f} MB/s"
+                      f"  {cpu:6.2f} CPU s  load {os.getloadavg()[0]:5.2f}"
                       f"  {shown[:150]}", flush=True)
     return results
+
+
+def process_cpu() -> float:
+    """CPU seconds of this process, all threads (the embedded engine's too): less bent by other
+    processes' load than wall time."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def median(runs: list[float]) -> float:
@@ -421,6 +437,7 @@ def table(results: dict, loads: dict, datasets: list[Dataset]) -> tuple[list[str
             # the median of each round's ratio: both ran close in time, whatever the machine's load did
             ratios = [b / s for b, s in zip(results[(raw, ds.name)]["runs"], got["runs"])]
             row[f"{ds.name}_ratio"] = median(ratios) if ratios else None
+            row[f"{ds.name}_cpu"] = median(got["cpu"]) if got.get("cpu") else None
             row[f"{ds.name}_lost"] = None if o.failed else ds.records - o.rows_out - o.quarantine
         drift = results[(label, datasets[-1].name)]["outcome"]
         row["survives"] = ("no: fails on the conflict (MB/s: a conflict-free twin)" if label == raw
@@ -433,12 +450,13 @@ def table(results: dict, loads: dict, datasets: list[Dataset]) -> tuple[list[str
 
     def num(v, fmt):
         return format(v, fmt) if v is not None else "-"
-    head = ["system", "clean MB/s", "ratio", "drifting MB/s", "ratio", "survives drift",
+    head = ["system", "clean MB/s", "ratio", "CPU s", "drifting MB/s", "ratio", "CPU s", "survives drift",
             "rows in = out + quarantine", "new fields (drifting)"]
-    cells = [[r["system"], num(r["clean"], ".1f"), num(r["clean_ratio"], ".2f"), num(r["drifting"], ".1f"),
-              num(r["drifting_ratio"], ".2f"), r["survives"], r["nothing_lost"], r["new_fields"]] for r in rows]
+    cells = [[r["system"], num(r["clean"], ".1f"), num(r["clean_ratio"], ".2f"), num(r["clean_cpu"], ".2f"),
+              num(r["drifting"], ".1f"), num(r["drifting_ratio"], ".2f"), num(r["drifting_cpu"], ".2f"),
+              r["survives"], r["nothing_lost"], r["new_fields"]] for r in rows]
     widths = [max(len(c[i]) for c in [head] + cells) for i in range(len(head))]
-    right = {1, 2, 3, 4}
+    right = {1, 2, 3, 4, 5, 6}
     lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells_, widths)))
              for cells_ in [head] + cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -455,11 +473,11 @@ def bronze_details(details: dict, datasets: list[Dataset], results: dict) -> Non
                          for k in ("scan", "typed", "malformed"))
         print(f"  {label:<24} {name:<8} {total:6.2f} s  {busy}  files from the scan's parse "
               f"{d['typed_files']}/{d['files']}, records walked {d['walked']}")
-        previous, steps = 0.0, []
-        for point, at in d["points"]:
-            steps.append(f"{point} +{at - previous:.2f}")
-            previous = at
-        print(f"    checkpoints (s since the previous): {', '.join(steps)}")
+        previous, steps = (0.0, 0.0), []
+        for point, at, cpu in d["points"]:
+            steps.append(f"{point} +{at - previous[0]:.2f} ({cpu - previous[1]:.2f} CPU)")
+            previous = at, cpu
+        print(f"    checkpoints (s since the previous, process CPU s): {', '.join(steps)}")
 
 
 # ---------------------------------------------------------------- other framings

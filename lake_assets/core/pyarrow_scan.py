@@ -147,12 +147,19 @@ def arrow_scan(data: bytes) -> dict | None:
 
 
 _DIGIT_MAP = bytes(57 if 48 <= b <= 57 else 32 for b in range(256))  # digits -> "9", any other byte -> " "
+_RUN = b"9" * 19
+_STEP = 1 << 15
 
 
 def _long_integer(data: bytes) -> bool:
     """LONG_INTEGER.search(data), first ruled out (the usual case) by finding no 19 digits in a
-    row: a translate and a substring search run at memory speed, the regex at ~20 MB/s."""
-    return b"9" * 19 in data.translate(_DIGIT_MAP) and LONG_INTEGER.search(data) is not None
+    row: a translate and a substring search run at memory speed, the regex at ~20 MB/s. In
+    overlapping pieces: a copy of the whole file would be fresh memory the kernel zeroes first."""
+    view = memoryview(data)
+    for start in range(0, len(data), _STEP):
+        if _RUN in view[start:start + _STEP + len(_RUN) - 1].tobytes().translate(_DIGIT_MAP):
+            return LONG_INTEGER.search(data) is not None
+    return False
 
 
 def _valid_utf8(data: bytes) -> bool:
@@ -241,11 +248,91 @@ def _part(data: bytes, table, numbers, allowed: frozenset) -> list | None:
     if kind is NOT_INFERRED or any(_not_finite(column) for column in table.columns):
         return None  # pyarrow (RapidJSON) reads NaN and Infinity; orjson rejects them (malformed)
     as_text = pa.schema([pa.field(f.name, _strings_for_timestamps(f.type)) for f in table.schema])
-    if as_text != table.schema:
-        table = arrow_read(data, as_text)
+    if as_text != table.schema:  # the timestamps' text is the value: read off the lines, else parsed again
+        table = _timestamp_text(data, table, kind, as_text) or arrow_read(data, as_text)
         if table is None or table.num_rows != len(numbers):
             return None
     return [(table, numbers, kind, allowed)]
+
+
+def _timestamp_text(data: bytes, table, kind, as_text: pa.Schema):
+    """`table` with the timestamps pyarrow inferred from strings as those strings, each read off
+    its line by the key's text (RE2) instead of a second parse of `data`: exact where the field
+    is outside arrays and no other field has its name (then `"name":` in a line is that field's
+    key; a name holding a quote or backslash could fake one). None where that does not hold, or
+    where a value read off the text does not give pyarrow's timestamp back (escapes, ...)."""
+    import pyarrow.compute as pc
+
+    names = [path.steps[-1] for path in _key_paths(kind)]
+    if any('"' in name or "\\" in name for name in names):
+        return None
+    paths = _timestamp_paths(table.schema)
+    if paths is None or any(names.count(path[-1]) != 1 for path in paths):
+        return None
+    buf, starts, ends = _line_bounds(data)
+    starts = starts[ends != starts]  # each row: from its line's start to the next row's (the rest is blank)
+    if len(starts) != table.num_rows:
+        return None
+    offsets = pa.array(np.append(starts, len(data)), pa.int64())
+    lines = pa.LargeStringArray.from_buffers(len(starts), offsets.buffers()[1], pa.py_buffer(data))
+    for path in paths:
+        top = table.column_names.index(path[0])
+        arr = column = _array(table.column(top))
+        for step in path[1:]:
+            arr = arr.field(step)
+        key = '"' + re.escape(path[-1]) + r'"\s*:\s*"(?P<v>[^"\\]*)"'
+        text = pc.extract_regex(lines, key).flatten()[0].cast(pa.string())  # (null where no match)
+        if not _same_instants(text, arr):
+            return None
+        try:  # (set_column, not a new table: that validates pyarrow's own columns, some of which fail)
+            table = table.set_column(top, path[0], text if len(path) == 1 else _replaced(column, path[1:], text))
+        except pa.ArrowInvalid:  # a struct holding such a column
+            return None
+    return table if table.schema == as_text else None
+
+
+def _timestamp_paths(schema: pa.Schema) -> list[tuple] | None:
+    """The name paths of the timestamp fields, or None when one lies inside an array."""
+    out: list[tuple] = []
+
+    def walk(t, path: tuple) -> bool:
+        if pa.types.is_timestamp(t):
+            out.append(path)
+        elif pa.types.is_struct(t):
+            return all(walk(f.type, path + (f.name,)) for f in t)
+        elif pa.types.is_list(t):
+            return _strings_for_timestamps(t) == t
+        return True
+    return out if all(walk(f.type, (f.name,)) for f in schema) else None
+
+
+def _same_instants(text: pa.Array, timestamps: pa.Array) -> bool:
+    """Whether the strings read as `timestamps` (null where they are null): all without a zone,
+    or all with one (pyarrow's JSON reader keeps a zoned string's instant in UTC)."""
+    for zone in (None, "UTC"):
+        try:
+            if pa.compute.cast(text, pa.timestamp(timestamps.type.unit, zone)).cast(timestamps.type).equals(timestamps):
+                return True
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    return False
+
+
+def _array(column: pa.ChunkedArray) -> pa.Array:
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _replaced(arr, steps: tuple, child):
+    """A struct array with the field at `steps` below it replaced by `child`."""
+    fields, children = [], []
+    for i in range(arr.type.num_fields):
+        field, value = arr.type.field(i), arr.field(i)
+        if field.name == steps[0]:
+            value = child if len(steps) == 1 else _replaced(value, steps[1:], child)
+            field = pa.field(field.name, value.type)
+        fields.append(field)
+        children.append(value)
+    return pa.StructArray.from_arrays(children, fields=fields, mask=arr.is_null())
 
 
 def _not_finite(arr) -> bool:
@@ -281,19 +368,22 @@ def _split(lines: list[bytes], numbers, error: str | None, allowed: frozenset, d
             classes = [_json_types_at(orjson.loads(raw), path.steps) for raw in lines]
         except orjson.JSONDecodeError:
             return None
-    order = list(dict.fromkeys(c for c in classes if c))
+    ids: dict = {}  # each JSON type set, numbered in order of first appearance (-1: no value)
+    codes = np.fromiter((ids.setdefault(c, len(ids)) if c else -1 for c in classes), np.int64, len(classes))
+    order = list(ids)
     if len(order) < 2 or any(len(c) > 1 for c in order):
         return None  # no split, or a record holding several types there: the Python way
     parts = []
-    for i, cls in enumerate(order):
-        index = np.array([j for j, c in enumerate(classes) if c == cls or (not c and i == 0)], np.int64)
-        body = b"\n".join(lines[j] for j in index)
+    for i in range(len(order)):
+        index = np.flatnonzero((codes == i) | (codes < 0)) if i == 0 else np.flatnonzero(codes == i)
+        picked = [lines[j] for j in index.tolist()]
+        body = b"\n".join(picked)
         keep = allowed if i == 0 else allowed | {path}
         table, error = _arrow_try(body)
         if table is not None:
             got = _part(body, table, numbers[index], keep)
         else:
-            got = _split([lines[j] for j in index], numbers[index], error, keep, depth + 1, guessed)
+            got = _split(picked, numbers[index], error, keep, depth + 1, guessed)
         if got is None:
             return None
         parts += got
@@ -312,12 +402,17 @@ def types_by_key_text(lines: list[bytes], name: str) -> list | None:
 
     text = pa.array(lines, pa.binary()).cast(pa.string())  # (valid UTF-8: arrow_scan checked)
     key = '"' + re.escape(name) + r'"\s*:\s*'
-    if pc.max(pc.count_substring_regex(text, key)).as_py() > 1:
+    # one pass: the first character of the key's value, and the key again later in the line
+    found = pc.extract_regex(text, key + "(?P<c>.)(?P<again>.*" + key + ")?")
+    if pc.max(pc.utf8_length(found.field("again"))).as_py():
         return None
-    first = pc.extract_regex(text, key + "(?P<c>.)").field("c").to_pylist()
-    if "{" in first or "[" in first:
+    first = found.field("c").dictionary_encode()
+    chars = first.dictionary.to_pylist()
+    if "{" in chars or "[" in chars:
         return None  # an empty object or array is no value (typerules.is_empty): the text does not say
-    return [frozenset([_TEXT_TYPES[c]]) if c in _TEXT_TYPES else frozenset() for c in first]
+    kinds = np.empty(len(chars) + 1, dtype=object)  # the last one: lines without the key
+    kinds[:] = [frozenset([_TEXT_TYPES[c]]) if c in _TEXT_TYPES else frozenset() for c in chars] + [frozenset()]
+    return kinds[first.indices.fill_null(len(chars)).to_numpy(zero_copy_only=False)].tolist()
 
 
 def _json_types_at(value, steps: tuple) -> frozenset:
