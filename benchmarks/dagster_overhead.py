@@ -42,16 +42,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lake_assets.demo.run import DAGSTER_YAML  # noqa: E402  (the instance settings `lake dev` writes)
 from lake_assets_tests.dagster_server import dagster_running, graphql  # noqa: E402
 
 START = dt.date(2026, 1, 1)
-DAGSTER_YAML = """\
-concurrency:
-  pools:
-    default_limit: 1
-python_logs:
-  python_log_level: INFO
-"""
 LAUNCH_RUN = """
 mutation Launch($params: ExecutionParams!) {
   launchPipelineExecution(executionParams: $params) {
