@@ -79,7 +79,9 @@ class _ParseCache:
     """What the scan parsed (pyarrow_scan's `parsed`), by (uri, etag), so the typed pass need not
     read or parse a file again. Process-local: the embedded engine runs both passes in this
     process; elsewhere (executors of a cluster) a miss parses the file again, with the same
-    result. Bounded by LAKE_PARSE_CACHE_MB (MiB; the oldest files go first)."""
+    result. Bounded by LAKE_PARSE_CACHE_MB (MiB, default 512; the oldest files go first): a default
+    batch (256 MiB of NDJSON) parses to ~0.15 GiB of tables, and a larger batch re-parses what does
+    not fit rather than outgrow the 2 GiB a day's ingest is meant to stay under."""
 
     def __init__(self):
         import threading
@@ -92,7 +94,7 @@ class _ParseCache:
     def put(self, key, parsed: tuple) -> None:
         import os
 
-        text = os.environ.get("LAKE_PARSE_CACHE_MB", "2048")
+        text = os.environ.get("LAKE_PARSE_CACHE_MB", "512")
         if not text.strip().isdigit():
             raise ValueError(f"LAKE_PARSE_CACHE_MB must be a whole number of MiB (0 keeps nothing), got {text!r}")
         limit = int(text) << 20
