@@ -161,8 +161,20 @@ def engine_config(name: str):
     if name == "sail":
         return EngineConfig()
     if name not in _started:
-        _started[name] = SERVERS[name]().start()
+        _started[name] = _start(SERVERS[name])
     return EngineConfig(kind="spark_connect", remote=_started[name].remote)
+
+
+def _start(server_class, attempts: int = 2) -> _Server:
+    """A started server; a server that exits while starting gets one more try (a Sail cluster once
+    aborted at startup under load: gRPC's epoll_wait "Bad file descriptor", exit -6)."""
+    for _ in range(attempts - 1):
+        server = server_class()
+        try:
+            return server.start()
+        except EngineStartError:
+            server.stop()
+    return server_class().start()
 
 
 def stop_servers() -> None:
