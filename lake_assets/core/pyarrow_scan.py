@@ -76,14 +76,31 @@ def _arrow_try(data: bytes, schema: pa.Schema | None = None, unexpected: str = "
 
     if len(data) + 1 >= 2**31:
         return None, "too large"
-    parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior=unexpected) if schema else None
-    try:
+    def read(schema, unexpected):
+        parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior=unexpected) if schema else None
         return pj.read_json(pa.BufferReader(data), parse_options=parse,
-                            read_options=pj.ReadOptions(block_size=max(len(data) + 1, 1 << 16),
-                                                        use_threads=False)), None
+                            read_options=pj.ReadOptions(block_size=max(len(data) + 1, 1 << 16), use_threads=False))
+
+    try:
+        table = read(schema, unexpected)
+        if schema is None and not _valid(table):
+            # pyarrow infers an array whose first element is null into list offsets that run past
+            # the values (pyarrow 26); read with the inferred types given, it builds them right
+            table = read(table.schema, "error")
+        if not _valid(table):
+            return None, "pyarrow built an invalid table"
+        return table, None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowIndexError,
             OverflowError) as exc:
         return None, str(exc)
+
+
+def _valid(table) -> bool:
+    try:
+        table.validate(full=True)
+        return True
+    except pa.ArrowInvalid:
+        return False
 
 
 def _strings_for_timestamps(t: pa.DataType) -> pa.DataType:
