@@ -333,7 +333,7 @@ def lineage_entries(spark, layout: Layout, source: SourceConfig, listed: dict[st
         return rows.groupBy(SOURCE_FILE, BATCH_ID, BRONZE_PARTITION).agg(F.count("*").alias("n"), *aggs).collect()
 
     found: dict[str, dict[str, list]] = {}   # uri -> batch -> [day, records, rescued, malformed]
-    for r in per_batch(layout.bronze, F.count(reader.quoted(source.rescued_data_column)).alias("rescued")):
+    for r in per_batch(layout.bronze, F.count(tables.quoted(source.rescued_data_column)).alias("rescued")):
         found.setdefault(r[SOURCE_FILE], {})[r[BATCH_ID]] = [r[BRONZE_PARTITION], r["n"], r["rescued"], 0]
     for r in per_batch(layout.quarantine):
         found.setdefault(r[SOURCE_FILE], {}).setdefault(r[BATCH_ID], [r[BRONZE_PARTITION], 0, 0, 0])[3] = r["n"]

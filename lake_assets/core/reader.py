@@ -421,6 +421,8 @@ def good_rows(spark, tasks: list[FileTask], scans: dict[str, ScanResult], target
     `_source_file`, `_line`, `_record`, the `audit` columns, `_landing_date`."""
     from pyspark.sql import functions as F
 
+    from lake_assets.core.tables import quoted
+
     declared = typed_rows.declared_schema(data_schema)
     return (_read(spark, "lake_typed", plan_reads(tasks, scans)).option("schema", declared.json())
             .option("target", target.json()).option("table", data_schema.json())
@@ -429,11 +431,6 @@ def good_rows(spark, tasks: list[FileTask], scans: dict[str, ScanResult], target
             .select(*[F.col(quoted(f.name)).cast(f.dataType).alias(f.name) if f.dataType != d.dataType
                       else F.col(quoted(f.name)) for f, d in zip(data_schema.fields, declared.fields)],
                     rescued_column, SOURCE_FILE, LINE, RECORD, *audit, LANDING_DATE))
-
-
-def quoted(name: str) -> str:
-    """A column name from data as a column reference: `a.b` is a field named "a.b", not struct access."""
-    return "`" + name.replace("`", "``") + "`"
 
 
 def malformed_rows(spark, tasks: list[FileTask], scans: dict[str, ScanResult], audit: list):

@@ -26,6 +26,7 @@ from pyspark.sql import types as T
 
 from lake_assets.config import LakeConfig, SilverConfig
 from lake_assets.core import tables
+from lake_assets.core.tables import quoted
 from lake_assets.core.layout import (AUDIT_COLUMNS, BRONZE_PARTITION, LINE, SILVER_PARTITION, SOURCE_FILE, Layout,
                                     silver_quarantine_uri, silver_uri)
 from lake_assets.errors import LakeError
@@ -66,10 +67,6 @@ class SilverResult:
     current_rows: int | None = None  # scd2 only
     table_version: int | None = None
     schema: T.StructType | None = None
-
-
-def q(name: str) -> str:
-    return f"`{name}`"
 
 
 def run(spark, lake: LakeConfig, cfg: SilverConfig, days: list[str] | None = None,
@@ -126,7 +123,7 @@ def _table_facts(spark, uri: str, cfg: SilverConfig, result: SilverResult) -> No
                .groupBy(SILVER_PARTITION).count().collect()}
     result.day_rows = {day: counted.get(day, 0) for day in result.days}
     if cfg.mode == "scd2":
-        result.current_rows = table.where(F.col(q(cfg.is_current_column))).count()
+        result.current_rows = table.where(F.col(quoted(cfg.is_current_column))).count()
     result.schema = table.schema
     result.table_version = table_version(uri)
 
@@ -185,20 +182,20 @@ def _apply_expectations(batch: DataFrame, cfg: SilverConfig, result: SilverResul
     # on the table cannot union with ("List(Utf8, field: 'element')").
     failed_names = F.filter(F.array(*[F.when(~F.col(ok[n]), F.lit(n)) for n in names]), lambda c: c.isNotNull()) \
         if names else F.array().cast("array<string>")
-    quarantined = flagged.where(quarantine).select(*map(q, batch.columns), failed_names.alias(FAILED_COLUMN))
-    kept = flagged.where(~quarantine & ~drop).select(*map(q, batch.columns))
+    quarantined = flagged.where(quarantine).select(*map(quoted, batch.columns), failed_names.alias(FAILED_COLUMN))
+    kept = flagged.where(~quarantine & ~drop).select(*map(quoted, batch.columns))
     return kept, quarantined
 
 
 def _order(cfg: SilverConfig, prefix: str = "") -> list:
     """Latest first: sequence_by, then the deterministic tie-break (_source_file, _line)."""
-    return [F.col(prefix + q(cfg.sequence_by)).desc_nulls_last(), F.col(prefix + SOURCE_FILE).desc_nulls_last(),
+    return [F.col(prefix + quoted(cfg.sequence_by)).desc_nulls_last(), F.col(prefix + SOURCE_FILE).desc_nulls_last(),
             F.col(prefix + LINE).desc_nulls_last()]
 
 
 def _on(keys: list[str], extra: list[str] = ()) -> str:
     # Null-safe, so a NULL key matches itself and a rerun does not insert it again.
-    return " AND ".join(f"t.{q(k)} <=> s.{q(k)}" for k in [*keys, *extra])
+    return " AND ".join(f"t.{quoted(k)} <=> s.{quoted(k)}" for k in [*keys, *extra])
 
 
 def _merge(spark, source: DataFrame, statement: str) -> None:
@@ -212,13 +209,13 @@ def _merge(spark, source: DataFrame, statement: str) -> None:
 
 
 def _upsert(spark, kept: DataFrame, uri: str, cfg: SilverConfig, result: SilverResult) -> None:
-    latest = (kept.withColumn("__rn", F.row_number().over(Window.partitionBy(*[q(k) for k in cfg.keys])
+    latest = (kept.withColumn("__rn", F.row_number().over(Window.partitionBy(*[quoted(k) for k in cfg.keys])
                                                             .orderBy(*_order(cfg))))
               .where("__rn = 1").drop("__rn"))
     result.rows_written = latest.count()
     if tables.schema_or_none(spark, uri) is None:
         tables.add_columns(spark, uri, latest.schema, partition_by=SILVER_PARTITION)
-    seq = q(cfg.sequence_by)
+    seq = quoted(cfg.sequence_by)
     # Only a strictly newer sequence_by updates: replays, re-sent duplicates (even from a later file) and
     # late records change nothing, so a stored row never moves to another landing date without a real change.
     newer = f"(t.{seq} IS NULL AND s.{seq} IS NOT NULL) OR s.{seq} > t.{seq}"
@@ -257,8 +254,8 @@ def _scd2(spark, kept: DataFrame, uri: str, cfg: SilverConfig, result: SilverRes
                                                      T.StructField(vt, seq_type), T.StructField(cur, T.BooleanType())]),
                            partition_by=SILVER_PARTITION)
     # Only the keys this batch touches are recomputed.
-    stored = tables.read(spark, uri).alias("t").join(events.select(*[q(k) for k in cfg.keys]).distinct().alias("b"),
-                                                     _key_match(cfg.keys, "t", "b"), "left_semi")
+    touched = events.select(*[quoted(k) for k in cfg.keys]).distinct().alias("b")
+    stored = tables.read(spark, uri).alias("t").join(touched, _key_match(cfg.keys, "t", "b"), "left_semi")
     history = _history(_events(events, stored, cfg), cfg, tracked)
     _apply_history(spark, uri, stored, history, cfg)
 
@@ -269,18 +266,19 @@ def _events(events: DataFrame, stored: DataFrame, cfg: SilverConfig) -> DataFram
     vf, vt, cur = cfg.valid_from_column, cfg.valid_to_column, cfg.is_current_column
     # Stored history back into events: each version is the record that started it (seq = valid_from),
     # and a closed version with no successor at its valid_to was ended by a delete at that point.
-    successor = F.lead(q(vf)).over(Window.partitionBy(*[q(k) for k in keys]).orderBy(F.col(q(vf)).asc_nulls_first()))
+    successor = F.lead(quoted(vf)).over(Window.partitionBy(*[quoted(k) for k in keys])
+                                        .orderBy(F.col(quoted(vf)).asc_nulls_first()))
     with_next = stored.withColumn("__next", successor)
     stored_versions = stored.drop(vf, vt, cur).withColumn("__del", F.lit(False)).withColumn("__src", F.lit(0))
-    tombstones = (with_next.where(F.col(q(vt)).isNotNull() & ~F.col("__next").eqNullSafe(F.col(q(vt))))
-                  .select(*[q(k) for k in keys], F.col(q(vt)).alias(seq))
+    tombstones = (with_next.where(F.col(quoted(vt)).isNotNull() & ~F.col("__next").eqNullSafe(F.col(quoted(vt))))
+                  .select(*[quoted(k) for k in keys], F.col(quoted(vt)).alias(seq))
                   .withColumn("__del", F.lit(True)).withColumn("__src", F.lit(0)))
     all_events = (events.unionByName(stored_versions, allowMissingColumns=True)
                   .unionByName(tombstones, allowMissingColumns=True))
     # One event per (key, sequence): what is stored wins (a replay or a re-sent duplicate changes nothing),
     # then, within the batch, the tie-break (_source_file, _line) desc.
     return (all_events.withColumn("__rn", F.row_number().over(
-        Window.partitionBy(*[q(k) for k in keys], q(seq)).orderBy(
+        Window.partitionBy(*[quoted(k) for k in keys], quoted(seq)).orderBy(
             F.col("__src").asc(), F.col(SOURCE_FILE).desc_nulls_last(), F.col(LINE).desc_nulls_last())))
         .where("__rn = 1").drop("__rn"))
 
@@ -288,21 +286,21 @@ def _events(events: DataFrame, stored: DataFrame, cfg: SilverConfig) -> DataFram
 def _history(all_events: DataFrame, cfg: SilverConfig, tracked: list[str]) -> DataFrame:
     """The recomputed history rows of the events' keys."""
     seq, vf, vt, cur = cfg.sequence_by, cfg.valid_from_column, cfg.valid_to_column, cfg.is_current_column
-    by_key = Window.partitionBy(*[q(k) for k in cfg.keys])
+    by_key = Window.partitionBy(*[quoted(k) for k in cfg.keys])
     # In sequence order per key, an event matters when it starts a version (first, after a delete, or a
     # tracked column changed) or is a delete that ends a live version.
-    in_order = by_key.orderBy(F.col(q(seq)).asc_nulls_first(), F.col(SOURCE_FILE).asc_nulls_first(),
+    in_order = by_key.orderBy(F.col(quoted(seq)).asc_nulls_first(), F.col(SOURCE_FILE).asc_nulls_first(),
                               F.col(LINE).asc_nulls_first())
     prev_del = F.lag("__del").over(in_order)
     changed = F.lit(False)
     for c in tracked:
-        changed = changed | ~F.col(q(c)).eqNullSafe(F.lag(q(c)).over(in_order))
+        changed = changed | ~F.col(quoted(c)).eqNullSafe(F.lag(quoted(c)).over(in_order))
     starts = F.when(F.col("__del"), prev_del.isNotNull() & ~prev_del).otherwise(
         prev_del.isNull() | prev_del | changed)
     kept_events = all_events.withColumn("__keep", starts).where("__keep").drop("__keep")
-    ends = F.lead(q(seq)).over(by_key.orderBy(F.col(q(seq)).asc_nulls_first()))
+    ends = F.lead(quoted(seq)).over(by_key.orderBy(F.col(quoted(seq)).asc_nulls_first()))
     return (kept_events.withColumn(vt, ends).where(~F.col("__del"))
-            .withColumn(vf, F.col(q(seq))).withColumn(cur, F.col(q(vt)).isNull())
+            .withColumn(vf, F.col(quoted(seq))).withColumn(cur, F.col(quoted(vt)).isNull())
             .drop("__del", "__src"))
 
 
@@ -310,25 +308,25 @@ def _apply_history(spark, uri: str, stored: DataFrame, history: DataFrame, cfg: 
     """One MERGE: versions no longer in the recomputed history are deleted, the rest upserted."""
     keys, vf = cfg.keys, cfg.valid_from_column
     gone = stored.alias("t").join(history.alias("h"), _key_match(keys + [vf], "t", "h"), "left_anti") \
-        .select(*[q(k) for k in keys], q(vf)).withColumn("__op", F.lit("delete"))
+        .select(*[quoted(k) for k in keys], quoted(vf)).withColumn("__op", F.lit("delete"))
     source = history.withColumn("__op", F.lit("upsert")).unionByName(gone, allowMissingColumns=True)
     columns = history.columns
     if set(columns) - set(tables.schema_or_none(spark, uri).fieldNames()):  # new columns first, schema-only commit
         tables.add_columns(spark, uri, history.schema, partition_by=SILVER_PARTITION)
-    differs = " OR ".join(f"NOT (t.{q(c)} <=> s.{q(c)})" for c in columns
+    differs = " OR ".join(f"NOT (t.{quoted(c)} <=> s.{quoted(c)})" for c in columns
                           if not isinstance(history.schema[c].dataType, T.MapType))
     _merge(spark, source, f"MERGE INTO {tables.ref(uri)} t USING {{source}} s ON {_on(keys, [vf])} "
                           f"WHEN MATCHED AND s.__op = 'delete' THEN DELETE "
                           f"WHEN MATCHED AND ({differs}) THEN UPDATE SET "
-                          + ", ".join(f"{q(c)} = s.{q(c)}" for c in columns)
-                          + f" WHEN NOT MATCHED AND s.__op = 'upsert' THEN INSERT ({', '.join(map(q, columns))}) "
-                          f"VALUES ({', '.join('s.' + q(c) for c in columns)})")
+                          + ", ".join(f"{quoted(c)} = s.{quoted(c)}" for c in columns)
+                          + f" WHEN NOT MATCHED AND s.__op = 'upsert' THEN INSERT ({', '.join(map(quoted, columns))}) "
+                          f"VALUES ({', '.join('s.' + quoted(c) for c in columns)})")
 
 
 def _key_match(columns: list[str], left: str, right: str):
     """Null-safe equality of `columns` between the aliased frames `left` and `right`."""
     cond = None
     for c in columns:
-        part = F.col(f"{left}.{q(c)}").eqNullSafe(F.col(f"{right}.{q(c)}"))
+        part = F.col(f"{left}.{quoted(c)}").eqNullSafe(F.col(f"{right}.{quoted(c)}"))
         cond = part if cond is None else cond & part
     return cond

@@ -19,6 +19,12 @@ def ref(uri: str) -> str:
     return f"delta.`{uri}`"
 
 
+def quoted(name: str) -> str:
+    """A column name as an identifier in SQL and column references: `a.b` is a column named "a.b",
+    not struct access (names come from data)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
 def schema_or_none(spark, uri: str) -> T.StructType | None:
     """The table's schema, or None when no Delta table is there yet."""
     try:
@@ -52,7 +58,7 @@ def replace_rows(spark, df: DataFrame, uri: str, *, keys: list[str], scope: str,
                  ) -> None:
     """Atomically make the rows matching `scope` (a SQL predicate over the table) equal `df`:
     matched keys are updated, new keys inserted, and rows in scope that `df` lacks deleted."""
-    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    on = " AND ".join(f"t.{quoted(k)} = s.{quoted(k)}" for k in keys)
     _merge(spark, df, uri, f"ON {on} WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT * "
                            f"WHEN NOT MATCHED BY SOURCE AND ({scope}) THEN DELETE", metadata)
 
@@ -63,7 +69,7 @@ def replace_scope(spark, df: DataFrame, uri: str, *, keys: list[str], scope: str
     replace_rows, every copy of a key goes, so duplicates from any cause are repaired."""
     # The equi-join keeps the engine's hash join; `s.key IS NULL` (keys are never NULL) makes no
     # pair match, so all rows in scope are deleted and every new row inserted once.
-    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys) + f" AND s.`{keys[0]}` IS NULL"
+    on = " AND ".join(f"t.{quoted(k)} = s.{quoted(k)}" for k in keys) + f" AND s.{quoted(keys[0])} IS NULL"
     _merge(spark, df, uri, f"ON {on} WHEN NOT MATCHED THEN INSERT * "
                            f"WHEN NOT MATCHED BY SOURCE AND ({scope}) THEN DELETE", metadata)
 
@@ -129,7 +135,7 @@ def replace_partitions(spark, df: DataFrame, uri: str, column: str, values: list
     values = sorted(set(values))
     if not values:
         return
-    predicate = f"`{column}` IN ({', '.join(map(sql_string, values))})"
+    predicate = f"{quoted(column)} IN ({', '.join(map(sql_string, values))})"
     df = df.where(predicate)
     existing = schema_or_none(spark, uri)
     if existing is None:
@@ -138,7 +144,7 @@ def replace_partitions(spark, df: DataFrame, uri: str, column: str, values: list
     if set(df.columns) - set(existing.fieldNames()):
         add_columns(spark, uri, df.schema, partition_by=column, metadata=metadata)
         existing = schema_or_none(spark, uri)
-    df = df.select([F.col(f"`{f.name}`") if f.name in df.columns else F.lit(None).cast(f.dataType).alias(f.name)
+    df = df.select([F.col(quoted(f.name)) if f.name in df.columns else F.lit(None).cast(f.dataType).alias(f.name)
                     for f in existing.fields])
     writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
     if metadata:
