@@ -63,11 +63,13 @@ def test_upsert_new_bronze_columns_flow_into_silver_with_star(spark, tmp_path):
     assert "colour" not in tables.read(spark, uri).columns
 
     # New top-level and nested fields appear in bronze; `*` carries them into silver.
+    # (a key holding a backtick, too: its column is quoted with the backtick doubled)
     lake.land(D2, "b.json", [{"id": "2", "seq": 2, "payload": {"v": "b", "w": 7}, "colour": "red"},
-                             {"id": "1", "seq": 3, "payload": {"v": "c"}, "colour": "blue"}])
+                             {"id": "1", "seq": 3, "payload": {"v": "c"}, "colour": "blue", "odd`name": 1}])
     lake.ingest_with(spark, D2)
     result = run(spark, lake, "events", D2)
-    assert {"colour", "payload"} <= set(result.schema.fieldNames())
+    assert {"colour", "payload", "odd`name"} <= set(result.schema.fieldNames())
+    assert pandas_rows(uri, ["id", "odd`name"]) == [("1", 1), ("2", None)]
     assert table_rows(spark, uri, ["id", "seq", "v", "colour", "payload.w"]) == [("1", 3, "c", "blue", None),
                                                                          ("2", 2, "b", "red", 7)]
     assert pandas_rows(uri, ["id", "colour"]) == [("1", "blue"), ("2", "red")]
