@@ -37,6 +37,7 @@ ARROW_OK = [
     b'{}\n{"a":{}}\n',
     b'{"a":[{"b":1},{"c":[null,{"d":"x"}]}]}\n',
     '{"a":"\u00e9\u4e2d","b":"\\u00e9"}\n'.encode(),
+    b'{"a":1234567890123456789,"b":[-1234567890123456789]}\n{"a":1,"c":2.5}\n',  # 19 digits that int64 holds
 ]
 # Lines parse_line rejects (malformed) or blank lines of whitespace: pyarrow reads the others.
 LEFT_OUT = [
@@ -53,6 +54,7 @@ FALLBACK = [
     b' {"a":1}\n',
     b'{"a":"\\ud800"}\n', b'{"a":1e400}\n',
     b'{"a":9223372036854775807,"b":9223372036854775808,"c":-9223372036854775809}\n',  # arrow: doubles
+    b'{"a":1.5}\n{"a":1234567890123456789}\n', b'{"s":{"v":[0.5,12345678901234567890]}}\n',  # among doubles
 ]
 
 
@@ -151,6 +153,18 @@ def test_a_file_of_arrays_starting_with_null_lands_in_bronze(spark, tmp_path):
     result = lake.ingest_with(spark, 1)
     assert (result.records, result.failed) == (3, {})
     assert lake.rows(spark, columns=["id", "flags", "p"]) == records
+
+
+def test_integers_of_19_digits_are_typed_by_pyarrow_only_where_it_reads_them_exactly():
+    exact = b'{"id":1234567890123456789,"n":{"v":[-9223372036854775808]},"x":0.25}\n{"id":7,"x":-3.5}\n'
+    fast = pyarrow_scan.scan_bytes(exact)
+    assert fast["engine"] == "arrow"
+    (table, _, _), = fast["parsed"]
+    assert table.to_pylist() == [{"id": 1234567890123456789, "n": {"v": [-9223372036854775808]}, "x": 0.25},
+                                 {"id": 7, "n": None, "x": -3.5}]
+    assert pyarrow_scan.scan_bytes(b'{"x":1e300,"id":7}\n')["engine"] == "arrow"  # large, but no such integer
+    for inexact in (b'{"id":1.5}\n{"id":1234567890123456789}\n', b'{"id":18446744073709551616}\n'):
+        assert pyarrow_scan.scan_bytes(inexact)["engine"] == "python"
 
 
 def _random_value(rng, depth=0):

@@ -130,7 +130,7 @@ def arrow_scan(data: bytes) -> dict | None:
     """scan_bytes by pyarrow, or None when the result might differ from the Python Inferrer's.
     Malformed lines (what parse_line rejects) are found line by line only when the file is not
     plainly one JSON object per line; pyarrow then reads the other lines."""
-    if not data or _long_integer(data):  # pyarrow reads integers past 64 bits as doubles
+    if not data:
         return None
     buf, starts, ends = _line_bounds(data)
     good = ends != starts
@@ -262,8 +262,11 @@ def _part(data: bytes, table, numbers, allowed: frozenset) -> list | None:
     if table.num_rows != len(numbers):
         return None
     kind = arrow_kind(pa.struct(list(table.schema)), 0)
-    if kind is NOT_INFERRED or any(_not_finite(column) for column in table.columns):
+    doubles = [leaf for column in table.columns for leaf in _double_leaves(column)]
+    if kind is NOT_INFERRED or _not_finite(doubles):
         return None  # pyarrow (RapidJSON) reads NaN and Infinity; orjson rejects them (malformed)
+    if _past_exact_integers(doubles) and _long_integer(data):
+        return None  # an integer of 19 digits or more read as a double (past 64 bits, or among doubles)
     as_text = pa.schema([pa.field(f.name, _strings_for_timestamps(f.type)) for f in table.schema])
     if as_text != table.schema:  # the timestamps' text is the value: read off the lines, else parsed again
         table = _timestamp_text(data, table, kind, as_text) or arrow_read(data, as_text)
@@ -352,19 +355,32 @@ def _replaced(arr, steps: tuple, child):
     return pa.StructArray.from_arrays(children, fields=fields, mask=arr.is_null())
 
 
-def _not_finite(arr) -> bool:
-    """Whether any double below `arr` (a column) is NaN or infinite."""
+def _double_leaves(arr):
+    """The double arrays at every depth of a column."""
+    t = arr.type
+    for chunk in arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]:
+        if pa.types.is_struct(t):
+            for i in range(t.num_fields):
+                yield from _double_leaves(chunk.field(i))
+        elif pa.types.is_list(t):
+            yield from _double_leaves(chunk.values)
+        elif pa.types.is_floating(t):
+            yield chunk
+
+
+def _not_finite(doubles: list) -> bool:
     import pyarrow.compute as pc
 
-    t = arr.type
-    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
-    if pa.types.is_struct(t):
-        return any(_not_finite(c.field(i)) for c in chunks for i in range(t.num_fields))
-    if pa.types.is_list(t):
-        return any(_not_finite(c.values) for c in chunks)
-    if pa.types.is_floating(t):
-        return any(pc.any(pc.invert(pc.is_finite(c))).as_py() for c in chunks)
-    return False
+    return any(pc.any(pc.invert(pc.is_finite(d))).as_py() for d in doubles)
+
+
+def _past_exact_integers(doubles: list) -> bool:
+    """Whether a double is 2**53 or more in size: only there can pyarrow have read an integer of 19
+    digits or more inexactly (an int64 column holds any it fits exactly; one past 64 bits, or among
+    doubles, makes the column double), so only then is the text searched for one (_long_integer)."""
+    import pyarrow.compute as pc
+
+    return any((pc.max(pc.abs(d)).as_py() or 0) >= 2.0**53 for d in doubles)
 
 
 def _split(lines: list[bytes], numbers, error: str | None, allowed: frozenset, depth: int,
