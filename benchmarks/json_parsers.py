@@ -2,7 +2,6 @@
 
     .venv/bin/python benchmarks/json_parsers.py --mb 100 --files 20 --rounds 5
     .venv/bin/python benchmarks/json_parsers.py --quick        # a smoke run: 8 MB, 4 files, 1 round
-    LAKE_BENCH_EXTRA_SITE=/tmp/dfv/lib/python3.11/site-packages .venv/bin/python benchmarks/json_parsers.py
 
 Bronze must reach 0.6 of the raw engine (Sail spark.read.json -> Delta), and it parses every file
 with pyarrow.json, because pyarrow is exact and, with a schema, strict (the reader falls back to a
@@ -19,8 +18,7 @@ embedded engine's too), which the machine's other load bends far less than wall 
   pyarrow.json, schema+error  arrow_read(data, schema, "error"): explicit_schema, unexpected fields fail
   orjson.loads per line       parse only (Python objects, no columns, no types)
   polars.read_ndjson          with the schema given (POLARS_MAX_THREADS=1 unless set)
-  arrow-json (arro3.io)       arro3.io.read_json(data, schema), consumed; only when importable: it is
-                              not in the project's venv (see LAKE_BENCH_EXTRA_SITE below)
+  arrow-json (arro3.io)       arro3.io.read_json(data, schema), consumed (the `bench` extra)
   Sail read.schema().json()   spark.read.schema(schema).json(files) written to format "noop" (every
                               column decoded; an aggregate over one leaf lets the engine prune the
                               rest, so the count-only and the aggregate runs are shown beside it)
@@ -38,9 +36,6 @@ rejects two objects on a line): a case is "rejected" (the parser failed: strict)
 values came out, e.g. an inferring parser giving 5.5 as a double) or lenient ("5.5->5": it read the
 line silently into something else). Parsers without a schema (arrow_read, orjson, scan_bytes) read
 the cases inferring, so the schema cases say only that they keep the value for the caller to check.
-
-LAKE_BENCH_EXTRA_SITE: a site-packages folder appended to the end of sys.path (so the project's own
-packages win), e.g. a side venv's with arro3-io, to include parsers the project venv lacks.
 """
 
 from __future__ import annotations
@@ -56,8 +51,6 @@ import tempfile
 import time
 from pathlib import Path
 
-if os.environ.get("LAKE_BENCH_EXTRA_SITE"):
-    sys.path.append(os.environ["LAKE_BENCH_EXTRA_SITE"])
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bronze_throughput import MB, generate, median, process_cpu  # noqa: E402
 
@@ -227,8 +220,7 @@ def arro3_parser(schema: pa.Schema) -> dict:
     try:
         from arro3.io import read_json
     except ImportError:
-        print("arrow-json (arro3.io) is not importable here: left out (run with LAKE_BENCH_EXTRA_SITE="
-              "<a site-packages with arro3-io>, e.g. /tmp/dfv/lib/python3.11/site-packages, to include it)")
+        print("arrow-json (arro3.io) is not importable here: left out (install the project's `bench` extra)")
         return {}
 
     def table(d, s):
