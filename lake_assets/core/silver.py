@@ -26,9 +26,9 @@ from pyspark.sql import types as T
 
 from lake_assets.config import LakeConfig, SilverConfig
 from lake_assets.core import tables
-from lake_assets.core.tables import quoted
 from lake_assets.core.layout import (AUDIT_COLUMNS, BRONZE_PARTITION, LINE, SILVER_PARTITION, SOURCE_FILE, Layout,
                                     silver_quarantine_uri, silver_uri)
+from lake_assets.core.tables import quoted
 from lake_assets.errors import LakeError
 
 LINEAGE = (SILVER_PARTITION, SOURCE_FILE, LINE)  # kept on every silver row; also the tie-break
