@@ -83,13 +83,15 @@ def _arrow_try(data: bytes, schema: pa.Schema | None = None, unexpected: str = "
 
     try:
         table = read(schema, unexpected)
-        if schema is None and not _valid(table):
+        if _valid(table):
+            return table, None
+        if schema is None:
             # pyarrow infers an array whose first element is null into list offsets that run past
             # the values (pyarrow 26); read with the inferred types given, it builds them right
             table = read(table.schema, "error")
-        if not _valid(table):
-            return None, "pyarrow built an invalid table"
-        return table, None
+            if _valid(table):
+                return table, None
+        return None, "pyarrow built an invalid table"
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowIndexError,
             OverflowError) as exc:
         return None, str(exc)
